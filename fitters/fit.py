@@ -1,0 +1,411 @@
+"""``fit_simulator``: from logs to a :class:`simkit.simulator.Simulator`.
+
+The steps: build the item catalogue and its embeddings (item features, else a truncated SVD of the
+training clicks), each session's start interest from the user's other sessions, the replay of every
+logged session through :mod:`simkit.state` (teacher forcing), then the click, watch-time and
+continuation models on the replayed rows, the known users' interest vectors and a Gaussian mixture
+for new users.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+from sklearn.mixture import GaussianMixture
+
+from simkit.errors import ConfigError, LogError
+from simkit.logs import Logs
+from simkit.replay import ReplayRows, replay_sessions, session_start_interest
+from simkit.simulator import Simulator, UserTable
+from simkit.state import (
+    Catalogue,
+    FeatureSpec,
+    encode_column,
+    item_embeddings_from_clicks,
+    item_embeddings_from_features,
+)
+
+from .models import ClickModel, ContinuationModel, WatchTimeModel, expected_calibration_error
+
+__all__ = ["FitConfig", "PreparedLogs", "fit_simulator", "heldout_metrics", "prepare_logs", "replay_with"]
+
+MIN_SESSIONS = 10
+MIN_CLICKS = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitConfig:
+    """Fit settings.
+
+    Parameters
+    ----------
+    embedding
+        ``"auto"`` (item features when the logs have numeric ones, else clicks), ``"features"`` or
+        ``"clicks"``.
+    dim
+        Embedding dimension ``d`` (at most; features with fewer columns give fewer).
+    eta
+        Interest update rate after a click.
+    shrinkage
+        Pseudo-count pulling a user's start interest toward the population mean.
+    learning_rate, num_leaves, min_child_samples, n_estimators
+        LightGBM parameters shared by the three models.
+    mixture_components
+        Components of the new-user Gaussian mixture.
+    num_threads
+        LightGBM threads (2 matches this project's reference machine; see benchmarks/fit.py).
+    """
+
+    embedding: str = "auto"
+    dim: int = 16
+    eta: float = 0.1
+    shrinkage: float = 5.0
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_child_samples: int = 50
+    n_estimators: int = 2000
+    mixture_components: int = 4
+    num_threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.embedding not in ("auto", "features", "clicks"):
+            raise ConfigError(
+                f"FitConfig.embedding must be 'auto', 'features' or 'clicks'; got {self.embedding!r}."
+            )
+        if not 0 < self.eta < 1:
+            raise ConfigError(f"FitConfig.eta must be in (0, 1); got {self.eta}.")
+        if self.dim < 1 or self.shrinkage < 0 or self.mixture_components < 1:
+            raise ConfigError("FitConfig.dim and mixture_components must be >= 1, shrinkage >= 0.")
+
+    def model_kwargs(self, seed: int) -> dict[str, Any]:
+        """Keyword arguments shared by the three estimators."""
+        return {
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "n_estimators": self.n_estimators,
+            "num_threads": self.num_threads,
+            "random_state": seed,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedLogs:
+    """A log replayed through the state: model rows plus the codes that index them."""
+
+    rows: ReplayRows
+    session_codes: NDArray[np.int64]
+    user_ids_of_session: NDArray
+    duration_of_row: NDArray[np.float64]
+
+
+def _item_feature_table(logs: Logs) -> pd.DataFrame | None:
+    if logs.items is not None:
+        return logs.items
+    cols = [c for c in logs.frame.columns if c.startswith("item_") and c != "item_id"]
+    if not cols:
+        return None
+    return logs.frame[["item_id", *cols]].drop_duplicates("item_id")
+
+
+def _build_catalogue(
+    logs: Logs, config: FitConfig, rng: np.random.Generator
+) -> tuple[Catalogue, tuple[str, ...], dict[str, list], str]:
+    frame = logs.frame
+    table = _item_feature_table(logs)
+    ids = pd.Index(pd.unique(frame["item_id"]))
+    if table is not None:
+        ids = ids.append(pd.Index(table["item_id"])).unique()
+    n_items = len(ids)
+    feature_cols: list[str] = []
+    categories: dict[str, list] = {}
+    feats = np.empty((n_items, 0), np.float32)
+    duration = np.full(n_items, np.nan)
+    numeric_for_emb = []
+    if table is not None:
+        aligned = table.set_index("item_id").reindex(ids)
+        cols = [c for c in aligned.columns if c.startswith("item_")]
+        blocks = []
+        for c in cols:
+            values, cats = encode_column(aligned[c])
+            blocks.append(values)
+            feature_cols.append(c)
+            if cats is not None:
+                categories[c] = cats
+            else:
+                numeric_for_emb.append(values)
+        if "duration" in aligned:
+            duration = aligned["duration"].to_numpy(dtype=np.float64)
+            blocks.append(np.log1p(duration).astype(np.float32))
+            feature_cols.append("log_duration")
+        if blocks:
+            feats = np.column_stack(blocks).astype(np.float32)
+    source = config.embedding
+    if source == "auto":
+        source = "features" if numeric_for_emb else "clicks"
+    if source == "features":
+        if not numeric_for_emb:
+            raise LogError(
+                f"{logs.source}: FitConfig(embedding='features') needs numeric item_* feature "
+                "columns (in the log or the item catalogue); found none. Use embedding='clicks'."
+            )
+        emb = item_embeddings_from_features(np.column_stack(numeric_for_emb), config.dim)
+    else:
+        clicked = frame["clicked"].to_numpy() > 0
+        user_rows = pd.factorize(frame["user_id"])[0][clicked]
+        item_rows = ids.get_indexer(frame["item_id"].to_numpy()[clicked])
+        emb = item_embeddings_from_clicks(
+            user_rows, item_rows, int(user_rows.max()) + 1, n_items, config.dim, rng=rng
+        )
+    d = emb.shape[1]
+    impressions = np.bincount(ids.get_indexer(frame["item_id"].to_numpy()), minlength=n_items)
+    catalogue = Catalogue(
+        item_ids=ids.to_numpy(),
+        embedding=np.vstack([emb, emb.mean(axis=0)]),
+        features=np.vstack([feats, np.full((1, feats.shape[1]), np.nan, np.float32)]),
+        duration=np.r_[duration, np.nan],
+        log_popularity=np.r_[np.log1p(impressions), 0.0].astype(np.float32),
+    )
+    del d
+    return catalogue, tuple(feature_cols), categories, source
+
+
+def _user_columns(logs: Logs) -> tuple[str, ...]:
+    return tuple(c for c in logs.frame.columns if c.startswith(("user_", "ctx_")) and c != "user_id")
+
+
+def prepare_logs(
+    logs: Logs,
+    catalogue: Catalogue,
+    user_columns: tuple[str, ...],
+    categories: dict[str, list],
+    *,
+    eta: float,
+    shrinkage: float,
+    prior_mean: NDArray[np.float64],
+) -> PreparedLogs:
+    """Replay ``logs`` with each session starting from the user's other sessions (LOSO)."""
+    frame = logs.frame
+    session_codes = pd.factorize(frame["session_id"], sort=False)[0].astype(np.int64)
+    first = np.r_[0, np.flatnonzero(np.diff(session_codes)) + 1]
+    user_ids_of_session = frame["user_id"].to_numpy()[first]
+    user_of_session = pd.factorize(user_ids_of_session)[0].astype(np.int64)
+    clicked = frame["clicked"].to_numpy() > 0
+    start = session_start_interest(
+        np.arange(len(first)),
+        user_of_session,
+        session_codes[clicked],
+        catalogue.rows(frame["item_id"].to_numpy()[clicked]),
+        catalogue.embedding,
+        prior_mean,
+        shrinkage=shrinkage,
+    )
+    blocks = [
+        encode_column(frame[c].iloc[first].reset_index(drop=True), categories.get(c))[0]
+        for c in user_columns
+    ]
+    ufeat = (
+        np.column_stack(blocks).astype(np.float32)
+        if blocks
+        else np.empty((len(first), 0), np.float32)
+    )
+    rows = replay_sessions(frame, catalogue, start, ufeat, eta=eta)
+    return PreparedLogs(
+        rows=rows,
+        session_codes=session_codes,
+        user_ids_of_session=user_ids_of_session,
+        duration_of_row=catalogue.duration[rows.item_rows],
+    )
+
+
+def _check_fittable(logs: Logs) -> None:
+    n_clicks = int(logs.frame["clicked"].sum())
+    problems = []
+    if logs.n_sessions < MIN_SESSIONS:
+        problems.append(f"{logs.n_sessions} sessions (at least {MIN_SESSIONS} are needed)")
+    if n_clicks < MIN_CLICKS:
+        problems.append(f"{n_clicks} clicks (at least {MIN_CLICKS} are needed)")
+    if n_clicks == logs.n_rows:
+        problems.append("no impression without a click (the click model needs both)")
+    if problems:
+        raise LogError(
+            f"{logs.source}: too little to fit a simulator: " + "; ".join(problems)
+            + ". Provide more logs."
+        )
+
+
+def fit_simulator(
+    logs: Logs,
+    config: FitConfig | None = None,
+    *,
+    rng: np.random.Generator,
+    holdout: Logs | None = None,
+    progress: bool = False,
+) -> Simulator:
+    """Fit a simulator from training logs.
+
+    Parameters
+    ----------
+    logs
+        Training logs from :func:`simkit.logs.read_logs` (held-out users removed).
+    config
+        Fit settings; defaults when omitted.
+    rng
+        Generator; every stochastic part (SVD start, early-stopping split, model seeds, mixture)
+        draws from its own spawned stream.
+    holdout
+        Optional held-out logs: fit-time metrics (click AUC, continuation AUC, watch KS) are
+        measured on them, else on nothing (NaN).
+    progress
+        Show a progress bar over the fitting stages.
+
+    Returns
+    -------
+    Simulator
+
+    Raises
+    ------
+    LogError
+        When the logs are too small to fit (few sessions, no clicks, or only clicks).
+    """
+    from tqdm.auto import tqdm
+
+    config = config or FitConfig()
+    _check_fittable(logs)
+    t0 = time.perf_counter()
+    emb_rng, model_rng, mix_rng, metric_rng = rng.spawn(4)
+    seeds = model_rng.integers(2**31 - 1, size=3)
+    bar = tqdm(total=6, desc="fit", disable=not progress, leave=False)
+
+    catalogue, item_cols, categories, source = _build_catalogue(logs, config, emb_rng)
+    user_cols = _user_columns(logs)
+    for c in user_cols:
+        _, cats = encode_column(logs.frame[c])
+        if cats is not None:
+            categories[c] = cats
+    spec = FeatureSpec(user_columns=user_cols, item_columns=item_cols, dim=catalogue.dim)
+    clicked = logs.frame["clicked"].to_numpy() > 0
+    prior_mean = catalogue.embedding[catalogue.rows(logs.frame["item_id"].to_numpy()[clicked])].mean(0)
+    bar.update()
+
+    prep = prepare_logs(
+        logs, catalogue, user_cols, categories, eta=config.eta, shrinkage=config.shrinkage,
+        prior_mean=prior_mean,
+    )
+    rows = prep.rows
+    bar.update()
+    names = list(spec.click_names)
+    cat_idx = [names.index(c) for c in categories]
+    click = ClickModel(**config.model_kwargs(int(seeds[0]))).fit(
+        rows.x_click, rows.clicked, groups=prep.session_codes, categorical=cat_idx,
+        feature_names=names,
+    )
+    bar.update()
+    hit = rows.clicked > 0
+    watch = WatchTimeModel(**config.model_kwargs(int(seeds[1]))).fit(
+        rows.x_click[hit], rows.watch[hit], groups=prep.session_codes[hit],
+        duration=prep.duration_of_row[hit], categorical=cat_idx, feature_names=names,
+    )
+    bar.update()
+    cnames = list(spec.continue_names)
+    cont = ContinuationModel(**config.model_kwargs(int(seeds[2]))).fit(
+        rows.x_continue, rows.continued, groups=rows.session_of_step,
+        categorical=[cnames.index(c) for c in categories if c in cnames], feature_names=cnames,
+    )
+    bar.update()
+
+    users = _user_table(logs, catalogue, user_cols, categories, prior_mean, config.shrinkage)
+    n_comp = max(1, min(config.mixture_components, len(users.user_ids) // 20))
+    gmm = GaussianMixture(
+        n_components=n_comp, covariance_type="full", reg_covar=1e-4,
+        random_state=int(mix_rng.integers(2**31 - 1)),
+    ).fit(users.z0)
+    sim = Simulator(
+        spec=spec,
+        catalogue=catalogue,
+        users=users,
+        mixture_weights=gmm.weights_ / gmm.weights_.sum(),
+        mixture_means=gmm.means_,
+        mixture_chol=np.linalg.cholesky(gmm.covariances_),
+        click=click.to_runtime(),
+        watch=watch.to_runtime(),
+        cont=cont.to_runtime(),
+        eta=config.eta,
+        categories=categories,
+        config={**asdict(config), "embedding_source": source, "prior_mean": prior_mean.tolist(),
+                "shrinkage": config.shrinkage},
+        schema={"source": logs.source},
+    )
+    sim.metrics = {
+        "train_rows": logs.n_rows,
+        "train_sessions": logs.n_sessions,
+        "click_validation_ece": click.validation_ece_,
+        "fit_seconds": time.perf_counter() - t0,
+        **(heldout_metrics(sim, holdout, rng=metric_rng) if holdout is not None else {}),
+    }
+    bar.update()
+    bar.close()
+    return sim
+
+
+def _user_table(
+    logs: Logs,
+    catalogue: Catalogue,
+    user_cols: tuple[str, ...],
+    categories: dict[str, list],
+    prior_mean: NDArray[np.float64],
+    shrinkage: float,
+) -> UserTable:
+    frame = logs.frame
+    user_codes, user_ids = pd.factorize(frame["user_id"])
+    n_users = len(user_ids)
+    clicked = frame["clicked"].to_numpy() > 0
+    d = catalogue.dim
+    sums = np.zeros((n_users, d))
+    np.add.at(sums, user_codes[clicked], catalogue.embedding[catalogue.rows(frame["item_id"].to_numpy()[clicked])])
+    counts = np.bincount(user_codes[clicked], minlength=n_users).astype(np.float64)
+    z0 = (sums + shrinkage * prior_mean) / (counts + shrinkage)[:, None]
+    first = np.unique(user_codes, return_index=True)[1]
+    blocks = [
+        encode_column(frame[c].iloc[first].reset_index(drop=True), categories.get(c))[0]
+        for c in user_cols
+    ]
+    feats = np.column_stack(blocks).astype(np.float32) if blocks else np.empty((n_users, 0), np.float32)
+    return UserTable(user_ids=np.asarray(user_ids), z0=z0, hist_n=np.log1p(counts), features=feats)
+
+
+def replay_with(sim: Simulator, logs: Logs) -> PreparedLogs:
+    """Replay other logs (e.g. held-out users) with a fitted simulator's catalogue and state."""
+    prior = np.asarray(sim.config.get("prior_mean"), dtype=np.float64)
+    return prepare_logs(
+        logs, sim.catalogue, sim.spec.user_columns, sim.categories, eta=sim.eta,
+        shrinkage=float(sim.config.get("shrinkage", 5.0)), prior_mean=prior,
+    )
+
+
+def heldout_metrics(sim: Simulator, holdout: Logs, *, rng: np.random.Generator) -> dict[str, float]:
+    """Click AUC / ECE, continuation AUC and watch-time KS of ``sim`` on held-out logs."""
+    prep = replay_with(sim, holdout)
+    r = prep.rows
+    p = sim.click.proba(r.x_click)
+    out: dict[str, float] = {"heldout_rows": float(len(p))}
+    both = 0 < r.clicked.sum() < len(r.clicked)
+    out["click_auc"] = float(roc_auc_score(r.clicked, p)) if both else float("nan")
+    out["click_ece"] = expected_calibration_error(r.clicked, p)
+    pc = sim.cont.proba(r.x_continue)
+    both = 0 < r.continued.sum() < len(r.continued)
+    out["continue_auc"] = float(roc_auc_score(r.continued, pc)) if both else float("nan")
+    hit = r.clicked > 0
+    if hit.sum() > 1:
+        sampled = sim.watch.sample(r.x_click[hit], prep.duration_of_row[hit], rng=rng)
+        out["watch_ks"] = float(stats.ks_2samp(sampled, r.watch[hit]).statistic)
+    else:
+        out["watch_ks"] = float("nan")
+    return out

@@ -1,0 +1,251 @@
+"""The three response models as scikit-learn style estimators over LightGBM.
+
+Each estimator stores its hyper-parameters in ``__init__``, validates and fits in ``fit`` with early
+stopping on held-out sessions (the ``groups`` argument), and exposes fitted attributes ending in
+``_`` plus ``to_runtime()``, which returns the pickle-free runtime object of :mod:`simkit.models`.
+Fits are deterministic: ``deterministic=True``, ``force_col_wise=True`` and a seed drawn from the
+caller's generator give the same model text for the same data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.isotonic import IsotonicRegression
+
+from simkit.errors import LogError
+from simkit.models import BinaryResponse, WatchResponse
+
+__all__ = ["ClickModel", "ContinuationModel", "WatchTimeModel", "expected_calibration_error"]
+
+
+def expected_calibration_error(
+    y: NDArray, p: NDArray, *, n_bins: int = 10, strategy: str = "quantile"
+) -> float:
+    """Expected calibration error: weighted mean |observed rate - mean prediction| over bins."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if strategy == "quantile":
+        edges = np.quantile(p, np.linspace(0, 1, n_bins + 1)[1:-1])
+    else:
+        edges = np.linspace(0, 1, n_bins + 1)[1:-1]
+    b = np.searchsorted(edges, p, side="right")
+    count = np.bincount(b, minlength=n_bins)
+    gap = np.abs(np.bincount(b, weights=y, minlength=n_bins) - np.bincount(b, weights=p, minlength=n_bins))
+    return float(gap.sum() / max(count.sum(), 1))
+
+
+def _holdout_mask(groups: NDArray, share: float, rng: np.random.Generator) -> NDArray[np.bool_]:
+    uniq = np.unique(groups)
+    n_val = max(1, int(round(share * len(uniq)))) if len(uniq) > 1 else 0
+    val = rng.choice(uniq, size=n_val, replace=False) if n_val else uniq[:0]
+    return np.isin(groups, val)
+
+
+class _LightGBMEstimator:
+    """Shared LightGBM plumbing: parameters, early stopping on held-out groups, determinism."""
+
+    objective = "binary"
+
+    def __init__(
+        self,
+        *,
+        learning_rate: float = 0.05,
+        num_leaves: int = 31,
+        min_child_samples: int = 50,
+        n_estimators: int = 2000,
+        early_stopping_rounds: int = 50,
+        validation_share: float = 0.1,
+        num_threads: int = 2,
+        random_state: int | None = None,
+    ) -> None:
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.n_estimators = n_estimators
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_share = validation_share
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    def lgb_params(self, seed: int) -> dict[str, Any]:
+        """The LightGBM parameters this estimator trains with."""
+        return {
+            "objective": self.objective,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_child_samples,
+            "feature_fraction": 0.9,
+            "lambda_l2": 1.0,
+            "num_threads": self.num_threads,
+            "deterministic": True,
+            "force_col_wise": True,
+            "seed": seed,
+            "verbosity": -1,
+        }
+
+    def _train(
+        self,
+        x: NDArray[np.float32],
+        y: NDArray,
+        groups: NDArray,
+        categorical: list[int],
+        feature_names: list[str] | None,
+    ) -> tuple[lgb.Booster, NDArray[np.bool_]]:
+        rng = np.random.default_rng(self.random_state)
+        val = _holdout_mask(np.asarray(groups), self.validation_share, rng)
+        seed = int(rng.integers(2**31 - 1))
+        params = self.lgb_params(seed)
+        names = feature_names or [f"f{j}" for j in range(x.shape[1])]
+        train = lgb.Dataset(
+            x[~val], y[~val], feature_name=names, categorical_feature=categorical or "auto",
+            free_raw_data=True, params={"verbosity": -1},
+        )
+        callbacks = []
+        valid_sets = []
+        if val.any():
+            valid = lgb.Dataset(x[val], y[val], reference=train)
+            valid_sets = [valid]
+            callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+        booster = lgb.train(
+            params, train, num_boost_round=self.n_estimators, valid_sets=valid_sets,
+            callbacks=callbacks,
+        )
+        if val.any():
+            booster.best_iteration = booster.best_iteration or booster.current_iteration()
+            booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+        return booster, val
+
+
+class _BinaryModel(_LightGBMEstimator):
+    """Binary classifier with an isotonic correction when its held-out calibration is off."""
+
+    def __init__(self, *, calibrate: str = "auto", ece_tolerance: float = 0.005, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.calibrate = calibrate
+        self.ece_tolerance = ece_tolerance
+
+    def fit(
+        self,
+        x: NDArray[np.float32],
+        y: NDArray,
+        *,
+        groups: NDArray,
+        categorical: list[int] | None = None,
+        feature_names: list[str] | None = None,
+    ) -> _BinaryModel:
+        """Fit on rows ``x`` with 0/1 labels ``y``; ``groups`` (sessions) decide early stopping."""
+        y = np.asarray(y, dtype=np.float64)
+        if len(y) == 0 or y.min() == y.max():
+            raise LogError(
+                f"{type(self).__name__} needs both outcomes in its labels; got {len(y)} rows, all "
+                f"{'empty' if len(y) == 0 else int(y[0])}. Provide logs with clicks and non-clicks "
+                "(and sessions of more than one impression)."
+            )
+        if self.calibrate not in ("auto", "always", "never"):
+            raise ValueError(f"calibrate must be 'auto', 'always' or 'never'; got {self.calibrate!r}")
+        self.booster_, val = self._train(x, y, groups, categorical or [], feature_names)
+        self.calib_x_ = np.zeros(0)
+        self.calib_y_ = np.zeros(0)
+        self.validation_ece_ = float("nan")
+        if val.any():
+            p_val = self.booster_.predict(x[val], num_threads=self.num_threads)
+            self.validation_ece_ = expected_calibration_error(y[val], p_val)
+            if self.calibrate == "always" or (
+                self.calibrate == "auto" and self.validation_ece_ > self.ece_tolerance
+            ):
+                iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+                iso.fit(p_val, y[val])
+                self.calib_x_ = np.asarray(iso.X_thresholds_, dtype=np.float64)
+                self.calib_y_ = np.asarray(iso.y_thresholds_, dtype=np.float64)
+        return self
+
+    def to_runtime(self) -> BinaryResponse:
+        """The pickle-free runtime model."""
+        return BinaryResponse(self.booster_, self.calib_x_, self.calib_y_)
+
+    def predict_proba(self, x: NDArray[np.float32]) -> NDArray[np.float64]:
+        """Calibrated positive-class probability of each row."""
+        return self.to_runtime().proba(x)
+
+
+class ClickModel(_BinaryModel):
+    """Click probability given state and item features (LightGBM binary, calibrated)."""
+
+
+class ContinuationModel(_BinaryModel):
+    """Probability that another impression follows, on the state after a transition."""
+
+
+class WatchTimeModel(_LightGBMEstimator):
+    """Watch time given a click: LightGBM on ``log1p(watch)`` plus residuals per prediction bin.
+
+    Parameters
+    ----------
+    n_bins
+        Quantile bins of the prediction that residuals are stored in.
+    max_residuals_per_bin
+        Residuals kept per bin (a seeded subsample beyond that).
+    """
+
+    objective = "regression"
+
+    def __init__(self, *, n_bins: int = 10, max_residuals_per_bin: int = 5000, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.n_bins = n_bins
+        self.max_residuals_per_bin = max_residuals_per_bin
+
+    def fit(
+        self,
+        x: NDArray[np.float32],
+        watch: NDArray[np.float64],
+        *,
+        groups: NDArray,
+        duration: NDArray[np.float64] | None = None,
+        categorical: list[int] | None = None,
+        feature_names: list[str] | None = None,
+    ) -> WatchTimeModel:
+        """Fit on clicked rows ``x`` with watch seconds ``watch`` (and item ``duration``, if known)."""
+        watch = np.asarray(watch, dtype=np.float64)
+        if len(watch) < 20:
+            raise LogError(
+                f"WatchTimeModel needs at least 20 clicked rows; got {len(watch)}. Provide logs with "
+                "more clicks."
+            )
+        y = np.log1p(watch)
+        self.booster_, _ = self._train(x, y, groups, categorical or [], feature_names)
+        pred = self.booster_.predict(x, num_threads=self.num_threads)
+        resid = y - pred
+        completed = np.zeros(len(watch), dtype=bool)
+        if duration is not None:
+            dur = np.asarray(duration, dtype=np.float64)
+            completed = np.isfinite(dur) & (watch >= dur * 0.999)
+        edges = np.unique(np.quantile(pred, np.linspace(0, 1, self.n_bins + 1)[1:-1]))
+        bins = np.searchsorted(edges, pred)
+        rng = np.random.default_rng(self.random_state)
+        keep_r, keep_c, offsets = [], [], [0]
+        for b in range(len(edges) + 1):
+            idx = np.flatnonzero(bins == b)
+            if len(idx) > self.max_residuals_per_bin:
+                idx = np.sort(rng.choice(idx, self.max_residuals_per_bin, replace=False))
+            keep_r.append(resid[idx])
+            keep_c.append(completed[idx])
+            offsets.append(offsets[-1] + len(idx))
+        self.bin_edges_ = edges
+        self.residuals_ = np.concatenate(keep_r)
+        self.completed_ = np.concatenate(keep_c)
+        self.bin_offsets_ = np.asarray(offsets, dtype=np.int64)
+        return self
+
+    def to_runtime(self) -> WatchResponse:
+        """The pickle-free runtime model."""
+        return WatchResponse(
+            booster=self.booster_,
+            bin_edges=self.bin_edges_,
+            residuals=self.residuals_,
+            completed=self.completed_,
+            bin_offsets=self.bin_offsets_,
+        )

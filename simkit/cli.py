@@ -1,0 +1,157 @@
+"""The ``simkit`` command line: ``synth``, ``check-log``, ``fit``, ``validate``, ``train``, ``evaluate``.
+
+Every command has ``--help``. A user mistake (bad logs, a missing file, a tampered simulator)
+prints one plain paragraph and exits 1, without a traceback; a usage error exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from simkit.errors import FidelityError, SimkitError
+
+__all__ = ["main"]
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from simkit.synthetic import WorldConfig, write_samples
+
+    config = WorldConfig(confounded=args.confounded, misspecified=args.misspecified)
+    paths = write_samples(args.out, n_sessions=args.sessions, seed=args.seed, config=config)
+    for name, path in paths.items():
+        print(f"wrote {path}  ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def _format_quantiles(q: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in q.items())
+
+
+def _cmd_check_log(args: argparse.Namespace) -> int:
+    from simkit.logs import LogSchema, read_logs
+
+    schema = LogSchema.from_toml(args.schema) if args.schema else None
+    logs = read_logs(args.path, schema, items=args.items)
+    d = logs.describe()
+    print(f"{logs.source}: valid")
+    print(f"  rows {d['rows']:,}   users {d['users']:,}   sessions {d['sessions']:,}")
+    print(f"  click rate {d['click_rate']:.4f}")
+    print(f"  session length: {_format_quantiles(d['session_length'])}")
+    print(f"  watch time of clicked rows (s): {_format_quantiles(d['watch_time'])}")
+    repairs = d.get("repairs") or {}
+    if repairs:
+        for what, count in repairs.items():
+            print(f"  repaired: {what}: {count:,} rows")
+    else:
+        print("  repaired: nothing")
+    ignored = d.get("ignored_columns") or []
+    if ignored:
+        print(f"  ignored columns: {', '.join(ignored)}")
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from simkit.fitters import FitConfig, fit_simulator
+    from simkit.logs import LogSchema, read_logs, split_logs
+
+    import numpy as np
+
+    start = time.perf_counter()
+    schema = LogSchema.from_toml(args.schema) if args.schema else None
+    logs = read_logs(args.logs, schema, items=args.items)
+    rng = np.random.default_rng(args.seed)
+    split_rng, fit_rng = rng.spawn(2)
+    train, holdout = split_logs(logs, by="user", holdout=args.holdout, rng=split_rng)
+    simulator = fit_simulator(
+        train, config=FitConfig(), rng=fit_rng, holdout=holdout, progress=not args.quiet
+    )
+    simulator.save(args.out, overwrite=args.overwrite)
+    m = simulator.metrics
+    took = time.perf_counter() - start
+    print(f"fitted {args.out} from {logs.source}")
+    print(f"  rows {train.n_rows:,} train / {holdout.n_rows:,} held out;  sessions {logs.n_sessions:,}")
+    print(f"  held-out click AUC {m['click_auc']:.4f}   continuation AUC {m['continue_auc']:.4f}")
+    print(f"  watch-time KS (sampled vs held-out clicked rows) {m['watch_ks']:.4f}")
+    print(f"  time {took:.1f} s")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from simkit.logs import read_logs
+    from simkit.simulator import Simulator
+    from simkit.validation import validate
+
+    import numpy as np
+
+    simulator = Simulator.load(args.simulator)
+    holdout = read_logs(args.logs, items=args.items)
+    report = validate(simulator, holdout, rng=np.random.default_rng(args.seed), progress=True)
+    report.to_html(args.out)
+    base = str(args.out).removesuffix(".html")
+    report.to_json(base + ".json")
+    report.to_markdown(base + ".md")
+    print(report.summary())
+    print(f"report written to {args.out} (and {base}.json, {base}.md)")
+    if args.strict and not report.passed:
+        raise FidelityError("Fidelity gates failed (see the report); exiting 1 because of --strict.")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simkit",
+        description="Fit a user simulator from recommender logs, check its fidelity, train agents.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write synthetic logs with known ground truth")
+    p.add_argument("--sessions", type=int, default=15000, help="number of sessions (default 15000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the world and its logs")
+    p.add_argument("--out", required=True, help="folder to write logs.parquet, logs.csv.gz, items")
+    p.add_argument("--confounded", action="store_true", help="logger sees the latent interest")
+    p.add_argument("--misspecified", action="store_true", help="hidden fatigue in the truth")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("check-log", help="validate a log file and print its summary")
+    p.add_argument("path", help="CSV, CSV.gz, parquet file or folder of parquet files")
+    p.add_argument("--schema", help="TOML file mapping your column names to simkit's")
+    p.add_argument("--items", help="item catalogue (item_id, item_* features, duration)")
+    p.set_defaults(func=_cmd_check_log)
+
+    p = sub.add_parser("fit", help="fit a simulator from logs and save it as a folder")
+    p.add_argument("logs", help="CSV, CSV.gz, parquet file or folder of parquet files")
+    p.add_argument("--out", required=True, help="simulator folder to write")
+    p.add_argument("--schema", help="TOML file mapping your column names to simkit's")
+    p.add_argument("--items", help="item catalogue (item_id, item_* features, duration)")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of users held out (0.2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the fit")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("validate", help="fidelity report of a simulator against held-out logs")
+    p.add_argument("simulator", help="simulator folder written by 'simkit fit'")
+    p.add_argument("--logs", required=True, help="held-out logs")
+    p.add_argument("--items", help="item catalogue")
+    p.add_argument("--out", default="report.html", help="HTML report path (report.html)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true", help="exit 1 when a fidelity gate fails")
+    p.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 data or fidelity failure, 2 usage)."""
+    args = _parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except SimkitError as err:
+        print(f"simkit {args.command}: {err}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as err:
+        print(f"simkit {args.command}: {err.strerror}: {err.filename}", file=sys.stderr)
+        return 1
