@@ -1,1 +1,32 @@
-"""envs package."""
+"""Gymnasium environments over a fitted :class:`~simkit.simulator.Simulator`.
+
+Importing this package registers ``simkit/Session-v0`` (``max_episode_steps=200`` through
+Gymnasium's ``TimeLimit``), whose ``vector_entry_point`` is the native
+:class:`SessionVectorEnv`::
+
+    import gymnasium as gym
+    import simkit.envs
+
+    env = gym.make("simkit/Session-v0", simulator="sim/")
+    envs = gym.make_vec("simkit/Session-v0", num_envs=256, simulator="sim/",
+                        vectorization_mode="vector_entry_point")
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+from simkit.envs._core import EnvConfig
+from simkit.envs.session import SessionEnv
+from simkit.envs.vector import SessionVectorEnv
+
+__all__ = ["EnvConfig", "SESSION_ID", "SessionEnv", "SessionVectorEnv"]
+
+SESSION_ID = "simkit/Session-v0"
+
+if SESSION_ID not in gym.registry:
+    gym.register(
+        id=SESSION_ID,
+        entry_point="simkit.envs.session:SessionEnv",
+        vector_entry_point="simkit.envs.vector:SessionVectorEnv",
+        max_episode_steps=200,
+    )
