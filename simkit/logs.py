@@ -37,8 +37,15 @@ try:
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["FEATURE_PREFIXES", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "LogSchema", "Logs"]
-__all__ += ["read_logs", "split_logs"]
+__all__ = [
+    "FEATURE_PREFIXES",
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "LogSchema",
+    "Logs",
+    "read_logs",
+    "split_logs",
+]
 
 REQUIRED_COLUMNS = ("user_id", "session_id", "step", "item_id", "clicked", "watch_time")
 OPTIONAL_COLUMNS = ("timestamp", "propensity", "position", "converted", "bid", "campaign_type")
@@ -47,6 +54,7 @@ _CANONICAL = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "duration")  # duration: cat
 _IDS = ("user_id", "session_id", "item_id")
 _TOML_KEYS = ("columns", "count_unclicked_watch_as_click", "item_catalogue")
 _N_SHOWN = 5
+_CSV_BLOCK = 16 << 20  # bytes of CSV per block; column types are inferred from the first one
 _FILL = "Fill in those cells or remove the rows before reading."
 
 
@@ -144,14 +152,13 @@ class LogSchema:
         if not isinstance(self.count_unclicked_watch_as_click, (bool, np.bool_)):
             got = self.count_unclicked_watch_as_click
             problems.append(f"count_unclicked_watch_as_click must be true or false; got {got!r}.")
-        if self.item_catalogue is not None and not isinstance(
-            self.item_catalogue, (str, os.PathLike)
-        ):
-            problems.append(f"item_catalogue must be a path; got {self.item_catalogue!r}.")
+        catalogue = self.item_catalogue
+        if catalogue is not None and not isinstance(catalogue, (str, os.PathLike)):
+            problems.append(f"item_catalogue must be a path; got {catalogue!r}.")
         if problems:
             raise LogError("\n\n".join(problems))
-        if self.item_catalogue is not None:
-            object.__setattr__(self, "item_catalogue", os.fspath(self.item_catalogue))
+        if catalogue is not None:
+            object.__setattr__(self, "item_catalogue", os.fspath(catalogue))
         object.__setattr__(self, "columns", types.MappingProxyType(dict(self.columns)))
 
     @classmethod
@@ -268,10 +275,8 @@ class Logs:
         Session length counts steps (a slate counts once); watch-time quantiles are over clicked
         rows (``None`` when nothing was clicked).
         """
-        f, q = (
-            self.frame,
-            {"min": 0.0, "25%": 0.25, "50%": 0.5, "75%": 0.75, "95%": 0.95, "max": 1.0},
-        )
+        f = self.frame
+        q = {"min": 0.0, "25%": 0.25, "50%": 0.5, "75%": 0.75, "95%": 0.95, "max": 1.0}
 
         def quantiles(values: pd.Series) -> dict[str, float] | None:
             found = values.quantile(list(q.values())).to_numpy() if len(values) else None
@@ -549,11 +554,7 @@ def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple
         for name in ("step", "position"):
             if name in clean:
                 clean[name] = clean[name].astype(np.int64)
-        keys = [
-            scodes,
-            clean["step"].to_numpy(),
-            *([clean["position"].to_numpy()] if slates else []),
-        ]
+        keys = [scodes, *(clean[c].to_numpy() for c in ("step", "position") if c in clean)]
         order, repeat = _sort_order(keys)
         rows = np.arange(len(frame)) if order is None else order
         if repeat.any():
@@ -657,17 +658,11 @@ def _load(source: Any, what: str, schema: LogSchema) -> tuple[pd.DataFrame, _Rep
                 )
             with contextlib.ExitStack() as stack:
                 parts = [stack.enter_context(pq.ParquetFile(f, pre_buffer=False)) for f in files]
-                index = {  # a pandas index saved with the data is no column, as in a DataFrame
-                    c
-                    for p in parts
-                    for c in (p.schema_arrow.pandas_metadata or {}).get("index_columns", [])
-                    if isinstance(c, str)
-                }
-                names = [
-                    c
-                    for c in dict.fromkeys(c for p in parts for c in p.schema_arrow.names)
-                    if c not in index
-                ]
+                # a pandas index saved with the data is no column, as in a DataFrame
+                meta = [p.schema_arrow.pandas_metadata or {} for p in parts]
+                index = {c for m in meta for c in m.get("index_columns", []) if isinstance(c, str)}
+                names = list(dict.fromkeys(c for p in parts for c in p.schema_arrow.names))
+                names = [c for c in names if c not in index]
                 sizes = [p.metadata.num_rows for p in parts]
 
                 def take(i: int) -> Any:  # column i of every file, nulls where a file lacks it
@@ -684,8 +679,9 @@ def _load(source: Any, what: str, schema: LogSchema) -> tuple[pd.DataFrame, _Rep
             return frame, _Report(name, starts, [f.name for f in files])
         if not name.lower().endswith((".csv", ".csv.gz")):
             raise LogError(f"{name}: {what} file must end in .csv, .csv.gz or .parquet. {fix}")
-        try:
-            table = pa_csv.read_csv(path)
+        try:  # streamed: only one block of text is held at a time
+            options = pa_csv.ReadOptions(block_size=_CSV_BLOCK)
+            table = pa_csv.open_csv(path, read_options=options).read_all()
         except pa.ArrowInvalid:  # a type changing mid-file, ragged rows: pandas says where
             return pd.read_csv(path, low_memory=False), _Report(name)
         names = table.column_names

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import simkit.logs
 from simkit.errors import ConfigError, LogError
 from simkit.logs import REQUIRED_COLUMNS, Logs, LogSchema, read_logs, split_logs
 
@@ -276,11 +277,12 @@ def test_rows_of_a_folder_name_their_file(tmp_path):
         read_logs(tmp_path)
 
 
-def test_text_after_the_first_block_of_a_big_csv_is_reported(tmp_path):
-    frame = long(60_000).astype({"watch_time": object})
-    frame.loc[59_990, "watch_time"] = "oops"
+def test_text_after_the_first_block_of_a_csv_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(simkit.logs, "_CSV_BLOCK", 1 << 12)  # types come from the first 4 kB
+    frame = long(2000).astype({"watch_time": object})
+    frame.loc[1990, "watch_time"] = "oops"
     frame.to_csv(tmp_path / "big.csv", index=False)
-    with pytest.raises(LogError, match=re.escape("got text values {'oops'} in 1 row (row 59991)")):
+    with pytest.raises(LogError, match=re.escape("got text values {'oops'} in 1 row (row 1991)")):
         read_logs(tmp_path / "big.csv")
 
 
