@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +98,21 @@ def _quoted(names: list[Any], limit: int = 30) -> str:
     return ", ".join(repr(n) for n in names[:limit]) + (", ..." if len(names) > limit else "")
 
 
+class _ReadOnlyDict(dict):  # type: ignore[type-arg]
+    """A dict that cannot change: hashable, and fine for ``json``, ``pickle`` and ``asdict``."""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this mapping is read-only; build a new object instead")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> Any:
+        return type(self), (dict(self),)
+
+
 @dataclass(frozen=True, kw_only=True)
 class LogSchema:
     """How a user's log columns map onto simkit's canonical ones.
@@ -159,7 +173,7 @@ class LogSchema:
             raise LogError("\n\n".join(problems))
         if catalogue is not None:
             object.__setattr__(self, "item_catalogue", os.fspath(catalogue))
-        object.__setattr__(self, "columns", types.MappingProxyType(dict(self.columns)))
+        object.__setattr__(self, "columns", _ReadOnlyDict(self.columns))
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> LogSchema:
@@ -250,7 +264,7 @@ class Logs:
     def __post_init__(self) -> None:
         if not isinstance(self.frame, pd.DataFrame):
             raise TypeError(f"Logs.frame must be a pandas DataFrame; got {type(self.frame)}")
-        object.__setattr__(self, "repairs", types.MappingProxyType(dict(self.repairs)))
+        object.__setattr__(self, "repairs", _ReadOnlyDict(self.repairs))
 
     n_rows = property(lambda self: len(self.frame), doc="Number of rows (shown items).")
     n_users = property(lambda self: int(self.frame["user_id"].nunique()), doc="Distinct users.")

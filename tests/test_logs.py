@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import pickle
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,9 +187,9 @@ CASES = [
     ),
     (
         "dates-in-watch-time",
-        edit(base(), watch_time=pd.Timestamp("2024-01-01")),
+        edit(base(), watch_time=pd.to_datetime(["2024-01-01"] * 8).as_unit("s")),
         None,
-        f"{D}Column 'watch_time' must be numeric; got dates/times (datetime64[us]) in 8 rows (rows "
+        f"{D}Column 'watch_time' must be numeric; got dates/times (datetime64[s]) in 8 rows (rows "
         "1, 2, 3, 4, 5, ...). Use numbers (seconds).",
     ),
     (
@@ -360,6 +364,10 @@ def test_step_is_derived_from_timestamps():
         timestamp=[1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0], position=[0, 1, 0, 0, 1, 0, 0, 1]
     )
     assert read_logs(slates).frame["step"].tolist() == [0, 0, 1, 0, 0, 0, 0, 0]
+    dates = frame.assign(timestamp=[f"2024-05-0{d}T10:00:00" for d in (5, 3, 9, 1, 2, 7, 4, 6)])
+    logs = read_logs(dates)
+    assert logs.frame["timestamp"].dtype == "datetime64[ns]"
+    assert logs.frame["item_id"].tolist() == [101, 100, 102, 100, 103, 101, 104, 100]
 
 
 def round_trip_frame() -> pd.DataFrame:
@@ -485,6 +493,18 @@ def test_schema_mapping_and_toml(tmp_path):
         LogSchema(columns={"user_id": "a", "session_id": "a"})
 
 
+def test_schema_is_read_only_hashable_and_serialisable():
+    schema = LogSchema(columns={"clicked": "clk"}, item_catalogue=Path("items.csv"))
+    assert schema.item_catalogue == "items.csv"
+    assert hash(schema) == hash(LogSchema(columns={"clicked": "clk"}, item_catalogue="items.csv"))
+    assert json.loads(json.dumps(dataclasses.asdict(schema)))["columns"] == {"clicked": "clk"}
+    assert pickle.loads(pickle.dumps(schema)) == schema
+    with pytest.raises(TypeError, match="read-only"):
+        schema.columns["user_id"] = "uid"  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        schema.count_unclicked_watch_as_click = True  # type: ignore[misc]
+
+
 def split_fixture() -> Logs:
     rng = np.random.default_rng(11)
     n_sessions = 400
@@ -530,6 +550,13 @@ def test_split_logs_properties(by):
     else:
         other, _ = split_logs(logs, by=by, holdout=0.25, rng=np.random.default_rng(2))
         assert not other.frame.equals(train.frame)
+
+
+def test_time_split_without_timestamps_holds_out_the_last_session_ids():
+    logs = read_logs(base())
+    train, held = split_logs(logs, by="time", holdout=0.5)
+    assert sorted(held.frame["session_id"].unique()) == [21, 30]
+    assert sorted(train.frame["session_id"].unique()) == [10, 20]
 
 
 def test_split_logs_rejects_bad_arguments():
