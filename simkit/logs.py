@@ -286,15 +286,14 @@ class Logs:
     def describe(self) -> dict[str, Any]:
         """A summary to print: sizes, click rate, quantiles, repairs and ignored columns.
 
-        Session length counts steps (a slate counts once); watch-time quantiles are over clicked
-        rows (``None`` when nothing was clicked).
+        ``session_length`` counts steps per session (a slate counts once); ``watch_time`` holds
+        the quantiles of ``watch_time`` over clicked rows (NaN when nothing was clicked).
         """
         f = self.frame
         q = {"min": 0.0, "25%": 0.25, "50%": 0.5, "75%": 0.75, "95%": 0.95, "max": 1.0}
 
-        def quantiles(values: pd.Series) -> dict[str, float] | None:
-            found = values.quantile(list(q.values())).to_numpy() if len(values) else None
-            return None if found is None else {k: float(v) for k, v in zip(q, found)}
+        def quantiles(values: pd.Series) -> dict[str, float]:
+            return {k: float(v) for k, v in zip(q, values.quantile(list(q.values())).to_numpy())}
 
         clicked = f["clicked"].to_numpy() == 1
         return {
@@ -305,7 +304,7 @@ class Logs:
             "items": int(f["item_id"].nunique()),
             "click_rate": float(clicked.mean()) if len(f) else float("nan"),
             "session_length": quantiles(f.groupby("session_id", sort=False)["step"].nunique()),
-            "watch_time_clicked": quantiles(f["watch_time"][clicked]),
+            "watch_time": quantiles(f["watch_time"][clicked]),
             "repairs": dict(self.repairs),
             "ignored_columns": list(self.ignored_columns),
         }

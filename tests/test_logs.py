@@ -446,7 +446,10 @@ def test_canonical_frame_and_logs_api():
         "max": 5.0,
     }
     assert summary["click_rate"] == pytest.approx(frame["clicked"].mean())
-    assert summary["watch_time_clicked"]["min"] > 0
+    assert summary["watch_time"]["min"] > 0  # over clicked rows only
+    assert np.isnan(
+        read_logs(base().assign(clicked=0, watch_time=0.0)).describe()["watch_time"]["max"]
+    )
     part = logs.subset([1000, 1003])
     assert (
         part.n_sessions == 2
