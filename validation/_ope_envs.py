@@ -293,25 +293,35 @@ class ClickbaitSessionProblem:
     def sample(
         self, policy: NDArray, n_sessions: int, *, rng: np.random.Generator, n_replications: int = 1
     ) -> SessionLogs:
-        """Log sessions of ``policy``, all replications and sessions stepped together."""
-        shape = (n_replications, n_sessions)
-        patience = np.full(shape, self.start)
-        out = {k: np.zeros(shape + (self.horizon,)) for k in ("patience", "action", "reward")}
-        alive = np.zeros(shape + (self.horizon,), dtype=bool)
-        running = np.ones(shape, dtype=bool)
+        """Log sessions of ``policy``; each step draws only for the sessions still running."""
+        total = n_replications * n_sessions
+        shape = (total, self.horizon)
+        patience_log = np.zeros(shape, dtype=np.int64)
+        action_log = np.zeros(shape, dtype=np.int64)
+        reward = np.zeros(shape)
+        alive = np.zeros(shape, dtype=bool)
+        cdf = np.cumsum(policy, axis=1)
+        patience = np.full(total, self.start)
+        running = np.arange(total)
         for t in range(self.horizon):
-            action = sample_categorical(policy[patience], rng)
-            clicked = rng.random(shape) < self.click[action]
-            alive[..., t] = running
-            out["patience"][..., t] = patience
-            out["action"][..., t] = action
-            out["reward"][..., t] = clicked & running
-            delta = np.where(clicked, self.on_click[action], self.on_skip)
-            patience = np.where(running, self._next(patience, delta), patience)
-            running &= patience > 0
+            if running.size == 0:
+                break
+            p = patience[running]
+            u = rng.random(running.size)
+            action = np.minimum((cdf[p] < u[:, None]).sum(axis=1), self.click.size - 1)
+            clicked = rng.random(running.size) < self.click[action]
+            alive[running, t] = True
+            patience_log[running, t] = p
+            action_log[running, t] = action
+            reward[running, t] = clicked
+            patience[running] = self._next(
+                p, np.where(clicked, self.on_click[action], self.on_skip)
+            )
+            running = running[patience[running] > 0]
+        full = (n_replications, n_sessions, self.horizon)
         return SessionLogs(
-            patience=out["patience"].astype(np.int64),
-            action=out["action"].astype(np.int64),
-            reward=out["reward"],
-            alive=alive,
+            patience=patience_log.reshape(full),
+            action=action_log.reshape(full),
+            reward=reward.reshape(full),
+            alive=alive.reshape(full),
         )

@@ -210,7 +210,11 @@ class Estimate:
                 " misaligned rows)"
             )
         if self.details:
-            lines.append("  " + ", ".join(f"{k}={v:.4g}" for k, v in self.details.items()))
+            shown = (
+                f"{k}={int(v)}" if float(v).is_integer() else f"{k}={v:.4g}"
+                for k, v in self.details.items()
+            )
+            lines.append("  " + ", ".join(shown))
         return "\n".join(lines)
 
 
@@ -473,9 +477,11 @@ def _finish(
     if used is None:
         ess, max_w = float(n), math.nan
     else:
-        per_column = [_ess(u) for u in used.reshape(n, -1).T]
-        ess, max_w = min(per_column), float(np.max(used))
-        horizon = tuple(per_column) if per_horizon else ()
+        u = used.reshape(n, -1)
+        s1, s2 = u.sum(axis=0), (u * u).sum(axis=0)
+        per_column = np.divide(s1**2, s2, out=np.zeros_like(s1), where=s2 > 0)
+        ess, max_w = float(per_column.min()), float(np.max(used))
+        horizon = tuple(per_column.tolist()) if per_horizon else ()
     if check is None:
         check = _weight_check(raw) if raw is not None else (math.nan, math.nan, True)
     floor = default_min_ess(n) if opts.min_ess is None else float(opts.min_ess)
