@@ -572,3 +572,13 @@ def test_o3_tuned_estimators_not_worse_than_ips(o2_runs) -> None:
     # (original Switch) and 1.010 (SG-IPS) here; Switch-DR, DRos, SG-DR measured 0.52, 0.52, 0.50.
     assert _rmse(o2_runs["Switch-DR original"], truth) <= 1.05 * ips
     assert _rmse(o2_runs["SG-IPS"], truth) <= 1.05 * ips
+
+
+@pytest.mark.parametrize("module_name", ["ope", "ope_slate", "ope_sequential"])
+def test_docstring_examples_run(module_name: str) -> None:
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"simkit.validation.{module_name}")
+    result = doctest.testmod(module, extraglobs={"np": np}, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
