@@ -23,10 +23,17 @@ Conventions shared by every estimator in the three modules:
   trustworthy, and below 1% of the rows the estimate rests on a handful of heavy rows that one more
   logged row can move. An estimate under the minimum has ``enough_overlap=False`` and its summary
   says "not enough overlap" instead of a number.
-- Tuned estimators (Switch-DR, DRos, SG) pick their hyper-parameter by estimated MSE: the variance of
-  the row-wise terms over n plus a squared bias, the bias being estimated against the unbiased base
-  estimator (DR, or IPS) and, by default, raised to a normal-approximation (1 - delta) upper bound
-  (a toolkit choice in the spirit of OBP's bias upper bound). The bootstrap re-tunes on every resample.
+- The bootstrap needs ``rng`` (a ``numpy.random.Generator``); the same generator state gives the
+  same interval.
+- Tuned estimators (Switch-DR, DRos, SG) pick their hyper-parameter from a grid by estimated MSE:
+  var(row-wise terms) / n + bias^2, the bias being the mean difference from the unbiased base
+  estimator (DR, or IPS), by default raised to the normal-approximation (1 - delta) upper bound
+  |bias| + z SE(bias) (OBP also offers a bias upper bound; ours is our own, simpler one). With the
+  bound, an estimator leaves its base only when the variance saved clearly exceeds the bias added:
+  in the calibration of tests/test_ope.py the tuned Switch-DR and DRos kept their base and SG-IPS
+  ended within 1% of the RMSE of IPS. ``bias_upper_bound=False`` is bolder: in our calibration runs
+  it lowered the RMSE in most settings and raised it by up to about 10% in a few. The bootstrap
+  re-tunes on every resample.
 
 References
 ----------
@@ -51,7 +58,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -256,7 +263,8 @@ class _Inputs:
         return arr
 
     def _bad(self, arr: NDArray, cond: NDArray) -> NDArray[np.bool_]:
-        return cond.reshape(arr.shape[0], -1).any(axis=1) if arr.ndim > 1 else cond
+        bad = cond.reshape(arr.shape[0], -1).any(axis=1) if arr.ndim > 1 else cond
+        return np.asarray(bad, dtype=bool)
 
     def finite(self, name: str, arr: NDArray, fix: str) -> None:
         if arr.ndim == 0:
@@ -314,6 +322,11 @@ class _Inputs:
                 f"{name} rows must sum to 1; got sums off by more than 1e-6 in {_rows(off)}."
                 " Normalise each row of the action distribution."
             )
+
+    def fail(self) -> NoReturn:
+        """Raise the collected problems (at least one has been recorded)."""
+        self.done()
+        raise AssertionError("fail() called without a recorded problem")
 
     def done(self) -> None:
         if len(set(self.lengths.values())) > 1:
@@ -867,7 +880,7 @@ _TUNE_PARAMS = """bias_upper_bound : bool, default True
         Tune with a normal-approximation (1 - delta) upper bound on the bias (estimated against the
         unbiased base estimator) instead of its point estimate.
     delta : float, default 0.05
-        Confidence level of the bias bound."""
+        The bias bound holds with probability about 1 - delta."""
 
 
 def _grid(value: float | Sequence[float] | None, default: NDArray, name: str) -> NDArray | None:
@@ -1043,7 +1056,7 @@ def _original_form(
             f" shape {np.shape(q_hat_target)}, target_dist {'given' if target_dist is not None else 'None'},"
             f" logged_dist {'given' if logged_dist is not None else 'None'}."
         )
-        chk.done()
+        chk.fail()
     q = chk.array("q_hat_target", q_hat_target, ndim=2)
     pi = chk.array("target_dist", target_dist, ndim=2)
     pi0 = chk.array("logged_dist", logged_dist, ndim=2)
@@ -1136,7 +1149,7 @@ _SG_GRID = np.array([0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3])
 
 def _sg(
     name: str,
-    args: tuple[ArrayLike | None, ...],
+    args: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike | None, ArrayLike | None],
     target_dist: ArrayLike | None,
     lam: float | Sequence[float] | None,
     opts: _Opts,
@@ -1340,6 +1353,12 @@ def cross_fit_predict(
     ------
     LogError
         Mismatched lengths, fewer groups than folds, or a classifier fold with one class.
+
+    References
+    ----------
+    Chernozhukov, Chetverikov, Demirer, Duflo, Hansen, Newey, Robins. "Double/debiased machine
+    learning for treatment and structural parameters." The Econometrics Journal 2018 (cross-fitting).
+    Dudík, Langford, Li. ICML 2011 (the DR estimator that uses the predictions).
 
     Examples
     --------
