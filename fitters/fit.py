@@ -59,6 +59,8 @@ class FitConfig:
         LightGBM parameters shared by the three models.
     mixture_components
         Components of the new-user Gaussian mixture.
+    oof_folds
+        Folds of users for out-of-fold click embeddings (``embedding="clicks"``).
     num_threads
         LightGBM threads (2 matches this project's reference machine; see benchmarks/fit.py).
     """
@@ -69,10 +71,11 @@ class FitConfig:
     shrinkage: float = 5.0
     learning_rate: float = 0.05
     num_leaves: int = 31
-    min_child_samples: int = 50
+    min_child_samples: int = 200
     n_estimators: int = 2000
     mixture_components: int = 4
     num_threads: int = 2
+    oof_folds: int = 5
 
     def __post_init__(self) -> None:
         if self.embedding not in ("auto", "features", "clicks"):
@@ -158,12 +161,7 @@ def _build_catalogue(
             )
         emb = item_embeddings_from_features(np.column_stack(numeric_for_emb), config.dim)
     else:
-        clicked = frame["clicked"].to_numpy() > 0
-        user_rows = pd.factorize(frame["user_id"])[0][clicked]
-        item_rows = ids.get_indexer(frame["item_id"].to_numpy()[clicked])
-        emb = item_embeddings_from_clicks(
-            user_rows, item_rows, int(user_rows.max()) + 1, n_items, config.dim, rng=rng
-        )
+        emb = _click_embedding(logs, ids, config.dim, rng)
     d = emb.shape[1]
     impressions = np.bincount(ids.get_indexer(frame["item_id"].to_numpy()), minlength=n_items)
     catalogue = Catalogue(
@@ -225,6 +223,97 @@ def prepare_logs(
     )
 
 
+def _click_embedding(
+    logs: Logs, ids: pd.Index, dim: int, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    frame = logs.frame
+    clicked = frame["clicked"].to_numpy() > 0
+    user_rows = pd.factorize(frame["user_id"])[0][clicked]
+    item_rows = ids.get_indexer(frame["item_id"].to_numpy()[clicked])
+    return item_embeddings_from_clicks(
+        user_rows, item_rows, int(user_rows.max()) + 1, len(ids), dim, rng=rng
+    )
+
+
+def _prepare_out_of_fold(
+    logs: Logs,
+    catalogue: Catalogue,
+    user_cols: tuple[str, ...],
+    categories: dict[str, list],
+    config: FitConfig,
+    prior_mean: NDArray[np.float64],
+    rng: np.random.Generator,
+) -> PreparedLogs:
+    """Replay each fold of users with embeddings fitted on the other folds' clicks.
+
+    Embeddings from clicks know the training users' own clicks, so in-sample rows would look more
+    predictable than a new user's; out-of-fold rows look like held-out users. Each fold's embedding
+    is rotated onto the full one (orthogonal Procrustes), so every row lives in the same basis as
+    the simulator's final embedding.
+    """
+    frame = logs.frame
+    user_codes, user_ids = pd.factorize(frame["user_id"])
+    n_folds = config.oof_folds
+    fold_of_user = rng.permutation(len(user_ids)) % n_folds
+    fold = fold_of_user[user_codes]
+    ids = pd.Index(catalogue.item_ids)
+    full = catalogue.embedding[:-1]
+    parts: list[tuple[NDArray[np.int64], PreparedLogs]] = []
+    for f in range(n_folds):
+        if not (fold == f).any() or not (fold != f).any():
+            continue
+        other = logs.subset(fold != f)
+        if int(other.frame["clicked"].sum()) == 0:
+            continue
+        emb = _click_embedding(other, ids, full.shape[1], rng)
+        u, _, vt = np.linalg.svd(emb.T @ full)
+        emb = emb @ (u @ vt)
+        fold_cat = Catalogue(
+            item_ids=catalogue.item_ids,
+            embedding=np.vstack([emb, emb.mean(axis=0)]),
+            features=catalogue.features,
+            duration=catalogue.duration,
+            log_popularity=catalogue.log_popularity,
+        )
+        sub = logs.subset(fold == f)
+        parts.append((np.flatnonzero(fold == f), prepare_logs(
+            sub, fold_cat, user_cols, categories, eta=config.eta, shrinkage=config.shrinkage,
+            prior_mean=prior_mean,
+        )))
+    if len(parts) < n_folds:
+        return prepare_logs(
+            logs, catalogue, user_cols, categories, eta=config.eta, shrinkage=config.shrinkage,
+            prior_mean=prior_mean,
+        )
+    n = len(frame)
+    x_click = np.empty((n, parts[0][1].rows.x_click.shape[1]), np.float32)
+    step_of_row = np.empty(n, np.int64)
+    steps_done = 0
+    sessions_done = 0
+    session_of_step = []
+    for rows_f, part in parts:
+        x_click[rows_f] = part.rows.x_click
+        step_of_row[rows_f] = part.rows.step_of_row + steps_done
+        session_of_step.append(part.rows.session_of_step + sessions_done)
+        steps_done += len(part.rows.continued)
+        sessions_done += int(part.rows.session_of_step.max()) + 1
+    return PreparedLogs(
+        rows=ReplayRows(
+            x_click=x_click,
+            clicked=frame["clicked"].to_numpy().astype(np.int8),
+            watch=frame["watch_time"].to_numpy(dtype=np.float64),
+            item_rows=catalogue.rows(frame["item_id"].to_numpy()),
+            x_continue=np.vstack([p.rows.x_continue for _, p in parts]),
+            continued=np.concatenate([p.rows.continued for _, p in parts]),
+            step_of_row=step_of_row,
+            session_of_step=np.concatenate(session_of_step),
+        ),
+        session_codes=pd.factorize(frame["session_id"], sort=False)[0].astype(np.int64),
+        user_ids_of_session=np.concatenate([p.user_ids_of_session for _, p in parts]),
+        duration_of_row=catalogue.duration[catalogue.rows(frame["item_id"].to_numpy())],
+    )
+
+
 def _check_fittable(logs: Logs) -> None:
     n_clicks = int(logs.frame["clicked"].sum())
     problems = []
@@ -248,7 +337,8 @@ def fit_simulator(
     rng: np.random.Generator,
     holdout: Logs | None = None,
     progress: bool = False,
-) -> Simulator:
+    return_rows: bool = False,
+) -> Simulator | tuple[Simulator, PreparedLogs]:
     """Fit a simulator from training logs.
 
     Parameters
@@ -265,10 +355,13 @@ def fit_simulator(
         measured on them, else on nothing (NaN).
     progress
         Show a progress bar over the fitting stages.
+    return_rows
+        Also return the replayed training rows the models were fitted on (for diagnostics and
+        for reference models fitted on the very same rows).
 
     Returns
     -------
-    Simulator
+    Simulator, or (Simulator, PreparedLogs) with ``return_rows=True``
 
     Raises
     ------
@@ -295,10 +388,13 @@ def fit_simulator(
     prior_mean = catalogue.embedding[catalogue.rows(logs.frame["item_id"].to_numpy()[clicked])].mean(0)
     bar.update()
 
-    prep = prepare_logs(
-        logs, catalogue, user_cols, categories, eta=config.eta, shrinkage=config.shrinkage,
-        prior_mean=prior_mean,
-    )
+    if source == "clicks":
+        prep = _prepare_out_of_fold(logs, catalogue, user_cols, categories, config, prior_mean, emb_rng)
+    else:
+        prep = prepare_logs(
+            logs, catalogue, user_cols, categories, eta=config.eta, shrinkage=config.shrinkage,
+            prior_mean=prior_mean,
+        )
     rows = prep.rows
     bar.update()
     names = list(spec.click_names)
@@ -352,7 +448,7 @@ def fit_simulator(
     }
     bar.update()
     bar.close()
-    return sim
+    return (sim, prep) if return_rows else sim
 
 
 def _user_table(

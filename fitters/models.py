@@ -14,7 +14,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
 from simkit.errors import LogError
 from simkit.models import BinaryResponse, WatchResponse
@@ -120,13 +120,47 @@ class _LightGBMEstimator:
         return booster, val
 
 
-class _BinaryModel(_LightGBMEstimator):
-    """Binary classifier with an isotonic correction when its held-out calibration is off."""
+def _log_loss(y: NDArray, p: NDArray) -> float:
+    p = np.clip(p, 1e-9, 1 - 1e-9)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
-    def __init__(self, *, calibrate: str = "auto", ece_tolerance: float = 0.005, **kwargs: Any):
+
+def _platt_knots(
+    p: NDArray[np.float64], y: NDArray[np.float64], min_gain: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Logistic recalibration ``sigmoid(a logit(p) + b)`` of held-out predictions, as knots.
+
+    Two parameters cannot chase the noise of a validation set the way an isotonic map does; the
+    map is kept only when it lowers the held-out log loss by more than ``min_gain`` (relative).
+    Returned as a dense knot grid so that the runtime applies it by interpolation.
+    """
+    logit = np.log(np.clip(p, 1e-7, 1 - 1e-7) / np.clip(1 - p, 1e-7, 1))
+    lr = LogisticRegression(C=1e6, max_iter=200).fit(logit[:, None], y)
+    grid = np.unique(np.r_[np.quantile(p, np.linspace(0, 1, 201)), 1e-6, 1 - 1e-6])
+    gl = np.log(grid / (1 - grid))
+    mapped = 1.0 / (1.0 + np.exp(-(lr.coef_[0, 0] * gl + lr.intercept_[0])))
+    before = _log_loss(y, p)
+    after = _log_loss(y, np.interp(p, grid, mapped))
+    if before - after <= min_gain * before:
+        return np.zeros(0), np.zeros(0)
+    return grid, mapped
+
+
+class _BinaryModel(_LightGBMEstimator):
+    """Binary classifier with a logistic recalibration when its held-out calibration is off."""
+
+    def __init__(
+        self,
+        *,
+        calibrate: str = "auto",
+        ece_tolerance: float = 0.003,
+        min_gain: float = 1e-4,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.calibrate = calibrate
         self.ece_tolerance = ece_tolerance
+        self.min_gain = min_gain
 
     def fit(
         self,
@@ -157,10 +191,7 @@ class _BinaryModel(_LightGBMEstimator):
             if self.calibrate == "always" or (
                 self.calibrate == "auto" and self.validation_ece_ > self.ece_tolerance
             ):
-                iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-                iso.fit(p_val, y[val])
-                self.calib_x_ = np.asarray(iso.X_thresholds_, dtype=np.float64)
-                self.calib_y_ = np.asarray(iso.y_thresholds_, dtype=np.float64)
+                self.calib_x_, self.calib_y_ = _platt_knots(p_val, y[val], self.min_gain)
         return self
 
     def to_runtime(self) -> BinaryResponse:

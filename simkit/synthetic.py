@@ -281,13 +281,13 @@ class World:
 
     def step(
         self, state: WorldState, items: NDArray[np.int64], *, rng: np.random.Generator
-    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.bool_]]:
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.bool_], NDArray, NDArray]:
         """Show one item per session, sample the response and move ``state`` in place.
 
         Returns
         -------
-        clicked, watch_time, continues
-            Arrays over sessions.
+        clicked, watch_time, continues, p_click, p_continue
+            Arrays over sessions (the last two are the true probabilities used).
         """
         items = np.asarray(items, dtype=np.int64)
         n = len(items)
@@ -318,8 +318,9 @@ class World:
         state.last_watch = watch
         state.last_click = click
         state.fatigue += self.user_fatigue_rate[state.user]
-        cont = rng.random(n) < self.continue_proba(state)
-        return click, watch, cont
+        p_cont = self.continue_proba(state)
+        cont = rng.random(n) < p_cont
+        return click, watch, cont, p, p_cont
 
     # ------------------------------------------------------------ logging policy
 
@@ -349,11 +350,15 @@ class World:
 
     # --------------------------------------------------------------------- logs
 
-    def generate_logs(self, n_sessions: int, *, rng: np.random.Generator) -> pd.DataFrame:
+    def generate_logs(
+        self, n_sessions: int, *, rng: np.random.Generator, truth: bool = False
+    ) -> pd.DataFrame:
         """Run the logging policy for ``n_sessions`` sessions and return the impression log.
 
         Columns: ``user_id, session_id, step, timestamp, item_id, clicked, watch_time,
         propensity, user_segment`` (one row per shown item). Item features are in :attr:`items`.
+        With ``truth=True`` two more columns hold the true probabilities behind each row:
+        ``true_p_click`` and ``true_p_continue`` (of the state after the row).
         """
         if n_sessions < 1:
             raise ConfigError(f"n_sessions must be at least 1; got {n_sessions}.")
@@ -374,10 +379,10 @@ class World:
             items = np.minimum((cum < draw).sum(axis=1), c.n_items - 1)
             prop = probs[np.arange(len(alive)), items]
             step = state.step.copy()
-            click, watch, cont = self.step(state, items, rng=response_rng)
+            click, watch, cont, p_click, p_cont = self.step(state, items, rng=response_rng)
             chunks.append(
                 {"session": alive, "step": step, "item": items, "clicked": click,
-                 "watch": watch, "propensity": prop}
+                 "watch": watch, "propensity": prop, "p_click": p_click, "p_cont": p_cont}
             )
             keep = np.flatnonzero(cont)
             alive = alive[keep]
@@ -410,6 +415,9 @@ class World:
             }
         )
         frame["user_segment"] = frame["user_segment"].astype("category")
+        if truth:
+            frame["true_p_click"] = data["p_click"]
+            frame["true_p_continue"] = data["p_cont"]
         return frame
 
     # -------------------------------------------------------------- true values
@@ -466,7 +474,7 @@ class World:
             )
             idx = np.asarray(policy(view, policy_rng), dtype=np.int64)
             items = cands[np.arange(len(alive)), idx]
-            click, w, cont = self.step(state, items, rng=response_rng)
+            click, w, cont, _, _ = self.step(state, items, rng=response_rng)
             watch[alive] += w
             clicks[alive] += click
             length[alive] += 1
