@@ -39,6 +39,7 @@ REWARDS = ("watch_time", "clicks", "long_watch")
 DUPLICATES = ("next", "reject")
 COUNT_CAP = 1000.0  # observation bound of counters (step, clicks, steps since click, repeats)
 LOG_CAP = 30.0  # observation bound of log1p(seconds) and log1p(history size)
+DOT_ALL_ITEMS = 32  # up to K x this many items, z . e of all items in one product is cheaper
 SCRATCH_LIMIT = 1 << 26  # largest sessions x items scratch table for duplicate detection
 
 RewardFn = Callable[[int, float, dict], float]
@@ -236,6 +237,19 @@ class SessionCore:
             self.alias_prob, self.alias = _alias_table(impressions)
             with np.errstate(divide="ignore"):
                 self.log_weight = np.log(impressions)
+        # draws per session: enough that fewer than K distinct is rare (collisions among m draws
+        # are about Poisson(m^2 sum p^2 / 2)); the interest weights vary by user: 2K
+        if config.sampler == "interest":
+            self.n_draws = 2 * k
+        else:
+            p = np.full(n_items, 1.0 / n_items)
+            if config.sampler == "popularity":
+                p = impressions / impressions.sum()
+            m = k
+            for _ in range(8):
+                lam = m * m * float(np.sum(p * p)) / 2
+                m = min(4 * k, k + int(np.ceil(lam + 4 * np.sqrt(lam) + 4)))
+            self.n_draws = m
         z_ref = simulator.users.z0[:512]
         spread = float(np.std(z_ref @ emb.T)) if len(z_ref) else 0.0
         self.interest_scale = config.temperature * (spread if spread > 0 else 1.0)
@@ -269,6 +283,7 @@ class SessionCore:
         dot_hi = znorm_hi * float(self.item_norm.max(initial=1.0))
         n_user = simulator.users.features.shape[1]
         ulo, uhi = _bounds(simulator.users.features)
+        self.user_has_nan = bool(np.isnan(simulator.users.features).any())
         counters = {
             "z_norm": (0.0, znorm_hi),
             "step": (0.0, COUNT_CAP),
@@ -301,7 +316,8 @@ class SessionCore:
         self.user_high32 = self.user_high.astype(np.float32)
         self.cand_low32 = self.candidate_low.astype(np.float32)
         self.cand_high32 = self.candidate_high.astype(np.float32)
-        self.item_norm32 = np.linalg.norm(table[:, n_feat : n_feat + d], axis=1)
+        self.emb32 = np.ascontiguousarray(table[:, n_feat : n_feat + d])
+        self.item_norm32 = np.linalg.norm(self.emb32, axis=1)
 
     # ------------------------------------------------------------------ spaces
 
@@ -350,14 +366,12 @@ class SessionCore:
         n, k = state.n, self.k
         kind = self.config.sampler
         logits = None
+        m = self.n_draws
         if kind == "uniform":
-            m = k + k // 2 + 8
             draws = rng.integers(self.n_items, size=(n, m))
         elif kind == "popularity":
-            m = 2 * k
             draws = self._alias_draw(n * m, rng).reshape(n, m)
         else:
-            m = 2 * k
             logits = self.item_dots(state)
             logits /= self.interest_scale
             logits -= logits.max(axis=1, keepdims=True)
@@ -430,13 +444,19 @@ class SessionCore:
         user = np.empty((n, len(self.user_names)), np.float32)
         user[:, :d] = state.z
         user[:, d:] = continue_features(state)
-        np.nan_to_num(user, copy=False, nan=-1.0)
+        if self.user_has_nan:
+            np.nan_to_num(user, copy=False, nan=-1.0)
         np.clip(user, self.user_low32, self.user_high32, out=user)
 
         obs = np.take(self.table, cands, axis=0)
         c, e0 = self.col_dot, self.col_dot - 1 - d
         z32 = state.z.astype(np.float32)
-        dot = np.matmul(obs[:, :, e0 : e0 + d], z32[:, :, None])[:, :, 0]
+        if self.n_items <= DOT_ALL_ITEMS * self.k:  # one BLAS product beats a batched gather
+            with one_blas_thread():
+                dots = z32 @ self.emb32.T
+            dot = np.take(dots, cands + np.arange(n, dtype=np.int64)[:, None] * self.n_items)
+        else:
+            dot = np.matmul(obs[:, :, e0 : e0 + d], z32[:, :, None])[:, :, 0]
         z_norm = np.linalg.norm(z32, axis=1)
         cos = dot / np.maximum(z_norm[:, None] * np.take(self.item_norm32, cands), 1e-9)
         lo, hi = self.cand_low32, self.cand_high32

@@ -81,7 +81,8 @@ class SessionEnv(gym.Env[dict[str, NDArray[np.float32]], Any]):
     - ``candidates`` row ``j`` describes candidate ``j`` by a subset of its click-model features:
       the item feature columns, ``emb_0 .. emb_{d-1}`` (item embedding), ``item_log_pop``
       (log1p training impressions), ``dot`` (``z . e``), ``cos`` and ``repeats`` (times shown in
-      this session). Each equals the matching column of :func:`simkit.state.click_features`.
+      this session). Each equals the matching column of :func:`simkit.state.click_features`
+      (``dot`` and ``cos`` up to float32 rounding: they are computed in float32).
 
     **Bounds** are finite and the observation is clipped to them: ``z`` and embeddings to
     ``+-2 m`` with ``m`` the largest absolute embedding / known-user interest entry (only drawn

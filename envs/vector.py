@@ -58,6 +58,11 @@ class SessionVectorEnv(VectorEnv):
     ``examined``, ``click``, ``watch_time`` (N, slate_size) and ``p_continue`` (N,) only for the
     sessions that stepped (not those restarted by the autoreset in this call).
 
+    Threads: LightGBM predicts with :func:`simkit.models.predict_threads` (one thread below 4096
+    rows); the env runs its own matrix products (``z . e`` of all items) on one BLAS thread, scoped
+    to those calls, because two OpenBLAS threads competing with LightGBM's OpenMP threads on 2 cores
+    were measured 2-25 times slower (``benchmarks/env.py``).
+
     Seeding: ``reset(seed=s)`` seeds ``np_random`` and spawns the same streams as the single env,
     each drawn for the whole batch at once (sessions in index order). With ``num_envs=1`` the
     trajectory equals :class:`~simkit.envs.SessionEnv`'s for the same seed and actions; with more
