@@ -378,9 +378,10 @@ def test_bootstrap_interval_covers_the_truth() -> None:
             ),
         ):
             covered[est.name] += est.ci_low <= truth <= est.ci_high
-    # measured 0.93 (IPS) and 0.94 (DR); binomial SE at 0.95 over 300 logs is 0.013
-    assert 0.89 <= covered["IPS"] / 300 <= 0.99
-    assert 0.89 <= covered["DR"] / 300 <= 0.99
+    # measured here 0.973 (IPS) and 0.907 (DR); over 1000 such logs 0.926 and 0.929, a little under
+    # 95% at 400 rows with skewed weights. Binomial SE over 300 logs is about 0.015.
+    assert 0.85 <= covered["IPS"] / 300 <= 0.99
+    assert 0.85 <= covered["DR"] / 300 <= 0.99
 
 
 # ---------------------------------------------------------------------------------------------
