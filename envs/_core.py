@@ -372,18 +372,23 @@ class SessionCore:
         elif kind == "popularity":
             draws = self._alias_draw(n * m, rng).reshape(n, m)
         else:
+            # softmax weights in place, then one running sum over all sessions' weights: session
+            # r's items span [total[r-1], total[r]), so one sorted search serves every session
             logits = self.item_dots(state)
-            logits /= self.interest_scale
-            logits -= logits.max(axis=1, keepdims=True)
-            cdf = np.cumsum(np.exp(logits), axis=1)
-            cdf /= cdf[:, -1:]
-            cdf += np.arange(n, dtype=np.float64)[:, None]
-            # sorted needles make the batched search cache-friendly; the shared column permutation
-            # then gives each session's draws a uniformly random order, as iid draws have
-            u = np.sort(rng.random((n, m)), axis=1) + np.arange(n, dtype=np.float64)[:, None]
-            pos = np.searchsorted(cdf.ravel(), u.ravel(), side="right").reshape(n, m)
+            np.subtract(logits, logits.max(axis=1, keepdims=True), out=logits)
+            logits *= 1.0 / self.interest_scale
+            cdf = np.exp(logits).ravel()
+            np.cumsum(cdf, out=cdf)
+            ends = cdf[self.n_items - 1 :: self.n_items]
+            starts = np.concatenate(([0.0], ends[:-1]))
+            u = np.sort(rng.random((n, m)), axis=1)
+            u *= (ends - starts)[:, None]
+            u += starts[:, None]
+            pos = np.searchsorted(cdf, u.ravel(), side="right").reshape(n, m)
             draws = pos - (np.arange(n, dtype=np.int64) * self.n_items)[:, None]
             np.clip(draws, 0, self.n_items - 1, out=draws)
+            # the needles were sorted for a cache-friendly search; one random column permutation
+            # gives each session's draws a uniformly random order again, as iid draws have
             draws = draws[:, rng.permutation(m)]
         first = self._first_occurrence(draws)
         rank = np.cumsum(first, axis=1)
