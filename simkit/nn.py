@@ -524,16 +524,34 @@ def load_module(directory: str | Path, name: str = "model") -> Module:
 # --------------------------------------------------------------------------- softmax and losses
 
 
+# Reductions along a short last axis are slow in numpy (tens of microseconds for a 1024 x 10
+# array), so for 2-D inputs the fast path subtracts the global maximum and sums rows with a matrix
+# product. That is exact unless a row's normaliser underflows (its maximum is far below the global
+# one); then the row-wise maximum is subtracted instead. Exponents are floored at -700 so that no
+# subnormal number is ever produced (arithmetic on subnormals is ~100x slower on x86); this changes
+# a normaliser by at most K * exp(-700) relative.
+_TINY = 1e-250
+_FLOOR = -700.0
+
+
+def _exp(z: Array) -> Array:
+    return np.exp(np.maximum(z, _FLOOR))
+
+
 def log_softmax(logits: Array, axis: int = -1) -> Array:
-    """Numerically stable ``log(softmax(logits))`` (the maximum is subtracted first)."""
+    """Numerically stable ``log(softmax(logits))`` (a maximum is subtracted first)."""
+    if logits.ndim == 2 and axis in (-1, 1) and logits.size:
+        z = logits - logits.max()
+        s = _exp(z) @ np.ones(z.shape[1], dtype=z.dtype)
+        if s.min() > _TINY:
+            return z - np.log(s)[:, None]
     z = logits - logits.max(axis=axis, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    return z - np.log(_exp(z).sum(axis=axis, keepdims=True))
 
 
 def softmax(logits: Array, axis: int = -1) -> Array:
-    """Numerically stable softmax."""
-    z = np.exp(logits - logits.max(axis=axis, keepdims=True))
-    return z / z.sum(axis=axis, keepdims=True)
+    """Numerically stable softmax (probabilities below ``exp(-700)`` are rounded up to it)."""
+    return _exp(log_softmax(logits, axis=axis))
 
 
 def _row_weights(weights: NDArray[Any] | None, n: int, dtype: Any) -> Array:
@@ -597,7 +615,7 @@ def softmax_cross_entropy(
         t = np.asarray(target, dtype=logits.dtype)
     w = _row_weights(weights, n, logits.dtype)
     loss = -float((w * (t * logp).sum(axis=1)).sum() / n)
-    grad = (w / n)[:, None] * (np.exp(logp) * t.sum(axis=1, keepdims=True) - t)
+    grad = (w / n)[:, None] * (_exp(logp) * t.sum(axis=1, keepdims=True) - t)
     return loss, grad
 
 
@@ -614,7 +632,7 @@ def weighted_log_likelihood(
 def softmax_entropy(logits: Array) -> tuple[float, Array]:
     """Mean entropy of ``softmax(logits)`` over rows, and its gradient in ``logits``."""
     logp = log_softmax(logits)
-    p = np.exp(logp)
+    p = _exp(logp)
     h = -(p * logp).sum(axis=1, keepdims=True)
     return float(h.mean()), -p * (logp + h) / logits.shape[0]
 

@@ -170,6 +170,12 @@ def test_log_softmax_is_stable() -> None:
     np.testing.assert_allclose(out[0, :2], [0.0, -1000.0])
     np.testing.assert_allclose(nn.softmax(z).sum(axis=1), 1.0)
     np.testing.assert_allclose(nn.softmax(z)[1], 1 / 3)
+    # rows far below the global maximum take the row-wise path and stay exact
+    rows = np.array([[0.0, 1.0, 2.0], [-5000.0, -5001.0, -5002.0]])
+    ref = np.array([0.0, 1.0, 2.0]) - np.log(np.exp([0.0, 1.0, 2.0]).sum())
+    np.testing.assert_allclose(nn.log_softmax(rows), [ref, ref[::-1]], rtol=1e-12)
+    np.testing.assert_allclose(nn.softmax(rows), np.exp([ref, ref[::-1]]), rtol=1e-12)
+    np.testing.assert_allclose(nn.log_softmax(z[0]), out[0])  # 1-D input
 
 
 def test_composed_network_and_loss_gradient(rng: np.random.Generator) -> None:

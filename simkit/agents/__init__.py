@@ -20,6 +20,7 @@ from simkit.agents.base import (
 from simkit.agents.lints import LinTS, LinTSConfig
 from simkit.agents.linucb import LinUCB, LinUCBConfig
 from simkit.agents.random_agent import RandomAgent, RandomAgentConfig
+from simkit.agents.reinforce import REINFORCE, REINFORCEConfig
 
 __all__ = [
     "Agent",
@@ -31,6 +32,8 @@ __all__ = [
     "LinUCBConfig",
     "OfflineLearner",
     "OnlineLearner",
+    "REINFORCE",
+    "REINFORCEConfig",
     "RandomAgent",
     "RandomAgentConfig",
     "discounted_returns",
