@@ -54,6 +54,7 @@ __all__ = [
     "huber_loss",
     "load_module",
     "log_softmax",
+    "log_softmax_and_softmax",
     "mlp",
     "mse_loss",
     "numerical_gradient",
@@ -541,12 +542,21 @@ def _exp(z: Array) -> Array:
 def log_softmax(logits: Array, axis: int = -1) -> Array:
     """Numerically stable ``log(softmax(logits))`` (a maximum is subtracted first)."""
     if logits.ndim == 2 and axis in (-1, 1) and logits.size:
-        z = logits - logits.max()
-        s = _exp(z) @ np.ones(z.shape[1], dtype=z.dtype)
-        if s.min() > _TINY:
-            return z - np.log(s)[:, None]
+        return log_softmax_and_softmax(logits)[0]
     z = logits - logits.max(axis=axis, keepdims=True)
     return z - np.log(_exp(z).sum(axis=axis, keepdims=True))
+
+
+def log_softmax_and_softmax(logits: Array) -> tuple[Array, Array]:
+    """Log-probabilities and probabilities of the rows of a 2-D array, in one pass."""
+    z = logits - logits.max()
+    e = _exp(z)
+    s = e @ np.ones(z.shape[1], dtype=z.dtype)
+    if s.min() <= _TINY:  # some row lies far below the global maximum: use row maxima
+        z = logits - logits.max(axis=1, keepdims=True)
+        e = _exp(z)
+        s = e.sum(axis=1)
+    return z - np.log(s)[:, None], e / s[:, None]
 
 
 def softmax(logits: Array, axis: int = -1) -> Array:

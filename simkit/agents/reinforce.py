@@ -451,8 +451,10 @@ class REINFORCE(SavableAgent):
         assert self.policy is not None
         shared = candidates.ndim == 2
         state = self._state(users)
-        z = self.policy.forward(state, candidates, len(users)) / cfg.temperature
-        logp = nn.log_softmax(z)
+        z = self.policy.forward(state, candidates, len(users))
+        if cfg.temperature != 1.0:
+            z = z / cfg.temperature
+        logp, p = nn.log_softmax_and_softmax(z)
         if weights is None:
             pi = np.exp(logp[np.arange(len(actions)), actions])
             beta = (
@@ -483,14 +485,15 @@ class REINFORCE(SavableAgent):
         coef = weights * adv / n
         rows = np.arange(n)
         loss = -float(coef @ logp[rows, actions])
-        p = np.exp(np.maximum(logp, -700.0))  # no subnormals (see simkit.nn)
         dz = p * coef[:, None]
         dz[rows, actions] -= coef
         if cfg.entropy_coef:
             h = -(p * logp).sum(axis=1, keepdims=True)
             loss -= cfg.entropy_coef * float(h.mean())
             dz += (cfg.entropy_coef / n) * p * (logp + h)
-        d_state = self.policy.backward(dz / cfg.temperature, shared)
+        if cfg.temperature != 1.0:
+            dz = dz / cfg.temperature
+        d_state = self.policy.backward(dz, shared)
         if self.user_tower is not None:
             self.user_tower.backward(d_state)
         return loss, weights
