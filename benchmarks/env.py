@@ -28,11 +28,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import simkit.envs  # noqa: F401  (registers simkit/Session-v0)
-from simkit.envs import _core
 from threadpoolctl import threadpool_info, threadpool_limits
 
+import simkit.envs  # noqa: F401  (registers simkit/Session-v0)
 import simkit.models
+from simkit.envs import _core
 from simkit.simulator import Simulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,6 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
     if args.simulator:
         return Simulator.load(args.simulator)
     from simkit.fitters import FitConfig, fit_simulator
-
     from simkit.logs import read_logs
 
     logs_path, items_path = REPO / "data_samples/logs.parquet", REPO / "data_samples/items.parquet"

@@ -15,6 +15,7 @@ Gymnasium's ``TimeLimit``), whose ``vector_entry_point`` is the native
 from __future__ import annotations
 
 import gymnasium as gym
+
 from simkit.envs._core import EnvConfig
 from simkit.envs.session import SessionEnv
 from simkit.envs.vector import SessionVectorEnv

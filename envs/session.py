@@ -8,8 +8,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
-from simkit.envs._core import EnvConfig, RewardFn, SessionCore, Streams, load_simulator
 
+from simkit.envs._core import EnvConfig, RewardFn, SessionCore, Streams, load_simulator
 from simkit.simulator import Simulator
 from simkit.state import SessionState
 

@@ -10,8 +10,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
-from simkit.envs._core import EnvConfig, Response, RewardFn, SessionCore, Streams, load_simulator
 
+from simkit.envs._core import EnvConfig, Response, RewardFn, SessionCore, Streams, load_simulator
 from simkit.simulator import Simulator
 
 __all__ = ["SessionVectorEnv"]

@@ -18,8 +18,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import simkit.envs  # noqa: F401  (registers simkit/Session-v0)
 from gymnasium.wrappers import FlattenObservation
+
+import simkit.envs  # noqa: F401  (registers simkit/Session-v0)
 
 
 def make_env(simulator: str, **kwargs: Any) -> gym.Env:

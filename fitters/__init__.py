@@ -5,8 +5,20 @@ Installed as ``simkit.fitters``; import it under that name.
 
 from __future__ import annotations
 
-from .fit import FitConfig, PreparedLogs, fit_simulator, heldout_metrics, prepare_logs, replay_with
-from .models import ClickModel, ContinuationModel, WatchTimeModel, expected_calibration_error
+from simkit.fitters.fit import (
+    FitConfig,
+    PreparedLogs,
+    fit_simulator,
+    heldout_metrics,
+    prepare_logs,
+    replay_with,
+)
+from simkit.fitters.models import (
+    ClickModel,
+    ContinuationModel,
+    WatchTimeModel,
+    expected_calibration_error,
+)
 
 __all__ = [
     "ClickModel",

@@ -21,6 +21,12 @@ from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 
 from simkit.errors import ConfigError, LogError
+from simkit.fitters.models import (
+    ClickModel,
+    ContinuationModel,
+    WatchTimeModel,
+    expected_calibration_error,
+)
 from simkit.logs import Logs
 from simkit.replay import ReplayRows, replay_sessions, session_start_interest
 from simkit.simulator import Simulator, UserTable
@@ -32,9 +38,14 @@ from simkit.state import (
     item_embeddings_from_features,
 )
 
-from .models import ClickModel, ContinuationModel, WatchTimeModel, expected_calibration_error
-
-__all__ = ["FitConfig", "PreparedLogs", "fit_simulator", "heldout_metrics", "prepare_logs", "replay_with"]
+__all__ = [
+    "FitConfig",
+    "PreparedLogs",
+    "fit_simulator",
+    "heldout_metrics",
+    "prepare_logs",
+    "replay_with",
+]
 
 MIN_SESSIONS = 10
 MIN_CLICKS = 20
@@ -176,7 +187,9 @@ def _build_catalogue(
 
 
 def _user_columns(logs: Logs) -> tuple[str, ...]:
-    return tuple(c for c in logs.frame.columns if c.startswith(("user_", "ctx_")) and c != "user_id")
+    return tuple(
+        c for c in logs.frame.columns if c.startswith(("user_", "ctx_")) and c != "user_id"
+    )
 
 
 def prepare_logs(
@@ -276,13 +289,28 @@ def _prepare_out_of_fold(
             log_popularity=catalogue.log_popularity,
         )
         sub = logs.subset(fold == f)
-        parts.append((np.flatnonzero(fold == f), prepare_logs(
-            sub, fold_cat, user_cols, categories, eta=config.eta, shrinkage=config.shrinkage,
-            prior_mean=prior_mean,
-        )))
+        parts.append(
+            (
+                np.flatnonzero(fold == f),
+                prepare_logs(
+                    sub,
+                    fold_cat,
+                    user_cols,
+                    categories,
+                    eta=config.eta,
+                    shrinkage=config.shrinkage,
+                    prior_mean=prior_mean,
+                ),
+            )
+        )
     if len(parts) < n_folds:
         return prepare_logs(
-            logs, catalogue, user_cols, categories, eta=config.eta, shrinkage=config.shrinkage,
+            logs,
+            catalogue,
+            user_cols,
+            categories,
+            eta=config.eta,
+            shrinkage=config.shrinkage,
             prior_mean=prior_mean,
         )
     n = len(frame)
@@ -325,7 +353,8 @@ def _check_fittable(logs: Logs) -> None:
         problems.append("no impression without a click (the click model needs both)")
     if problems:
         raise LogError(
-            f"{logs.source}: too little to fit a simulator: " + "; ".join(problems)
+            f"{logs.source}: too little to fit a simulator: "
+            + "; ".join(problems)
             + ". Provide more logs."
         )
 
@@ -385,14 +414,23 @@ def fit_simulator(
             categories[c] = cats
     spec = FeatureSpec(user_columns=user_cols, item_columns=item_cols, dim=catalogue.dim)
     clicked = logs.frame["clicked"].to_numpy() > 0
-    prior_mean = catalogue.embedding[catalogue.rows(logs.frame["item_id"].to_numpy()[clicked])].mean(0)
+    prior_mean = catalogue.embedding[
+        catalogue.rows(logs.frame["item_id"].to_numpy()[clicked])
+    ].mean(0)
     bar.update()
 
     if source == "clicks":
-        prep = _prepare_out_of_fold(logs, catalogue, user_cols, categories, config, prior_mean, emb_rng)
+        prep = _prepare_out_of_fold(
+            logs, catalogue, user_cols, categories, config, prior_mean, emb_rng
+        )
     else:
         prep = prepare_logs(
-            logs, catalogue, user_cols, categories, eta=config.eta, shrinkage=config.shrinkage,
+            logs,
+            catalogue,
+            user_cols,
+            categories,
+            eta=config.eta,
+            shrinkage=config.shrinkage,
             prior_mean=prior_mean,
         )
     rows = prep.rows
@@ -400,27 +438,39 @@ def fit_simulator(
     names = list(spec.click_names)
     cat_idx = [names.index(c) for c in categories]
     click = ClickModel(**config.model_kwargs(int(seeds[0]))).fit(
-        rows.x_click, rows.clicked, groups=prep.session_codes, categorical=cat_idx,
+        rows.x_click,
+        rows.clicked,
+        groups=prep.session_codes,
+        categorical=cat_idx,
         feature_names=names,
     )
     bar.update()
     hit = rows.clicked > 0
     watch = WatchTimeModel(**config.model_kwargs(int(seeds[1]))).fit(
-        rows.x_click[hit], rows.watch[hit], groups=prep.session_codes[hit],
-        duration=prep.duration_of_row[hit], categorical=cat_idx, feature_names=names,
+        rows.x_click[hit],
+        rows.watch[hit],
+        groups=prep.session_codes[hit],
+        duration=prep.duration_of_row[hit],
+        categorical=cat_idx,
+        feature_names=names,
     )
     bar.update()
     cnames = list(spec.continue_names)
     cont = ContinuationModel(**config.model_kwargs(int(seeds[2]))).fit(
-        rows.x_continue, rows.continued, groups=rows.session_of_step,
-        categorical=[cnames.index(c) for c in categories if c in cnames], feature_names=cnames,
+        rows.x_continue,
+        rows.continued,
+        groups=rows.session_of_step,
+        categorical=[cnames.index(c) for c in categories if c in cnames],
+        feature_names=cnames,
     )
     bar.update()
 
     users = _user_table(logs, catalogue, user_cols, categories, prior_mean, config.shrinkage)
     n_comp = max(1, min(config.mixture_components, len(users.user_ids) // 20))
     gmm = GaussianMixture(
-        n_components=n_comp, covariance_type="full", reg_covar=1e-4,
+        n_components=n_comp,
+        covariance_type="full",
+        reg_covar=1e-4,
         random_state=int(mix_rng.integers(2**31 - 1)),
     ).fit(users.z0)
     sim = Simulator(
@@ -435,8 +485,12 @@ def fit_simulator(
         cont=cont.to_runtime(),
         eta=config.eta,
         categories=categories,
-        config={**asdict(config), "embedding_source": source, "prior_mean": prior_mean.tolist(),
-                "shrinkage": config.shrinkage},
+        config={
+            **asdict(config),
+            "embedding_source": source,
+            "prior_mean": prior_mean.tolist(),
+            "shrinkage": config.shrinkage,
+        },
         schema={"source": logs.source},
     )
     sim.metrics = {
@@ -465,7 +519,11 @@ def _user_table(
     clicked = frame["clicked"].to_numpy() > 0
     d = catalogue.dim
     sums = np.zeros((n_users, d))
-    np.add.at(sums, user_codes[clicked], catalogue.embedding[catalogue.rows(frame["item_id"].to_numpy()[clicked])])
+    np.add.at(
+        sums,
+        user_codes[clicked],
+        catalogue.embedding[catalogue.rows(frame["item_id"].to_numpy()[clicked])],
+    )
     counts = np.bincount(user_codes[clicked], minlength=n_users).astype(np.float64)
     z0 = (sums + shrinkage * prior_mean) / (counts + shrinkage)[:, None]
     first = np.unique(user_codes, return_index=True)[1]
@@ -473,7 +531,9 @@ def _user_table(
         encode_column(frame[c].iloc[first].reset_index(drop=True), categories.get(c))[0]
         for c in user_cols
     ]
-    feats = np.column_stack(blocks).astype(np.float32) if blocks else np.empty((n_users, 0), np.float32)
+    feats = (
+        np.column_stack(blocks).astype(np.float32) if blocks else np.empty((n_users, 0), np.float32)
+    )
     return UserTable(user_ids=np.asarray(user_ids), z0=z0, hist_n=np.log1p(counts), features=feats)
 
 
@@ -481,8 +541,13 @@ def replay_with(sim: Simulator, logs: Logs) -> PreparedLogs:
     """Replay other logs (e.g. held-out users) with a fitted simulator's catalogue and state."""
     prior = np.asarray(sim.config.get("prior_mean"), dtype=np.float64)
     return prepare_logs(
-        logs, sim.catalogue, sim.spec.user_columns, sim.categories, eta=sim.eta,
-        shrinkage=float(sim.config.get("shrinkage", 5.0)), prior_mean=prior,
+        logs,
+        sim.catalogue,
+        sim.spec.user_columns,
+        sim.categories,
+        eta=sim.eta,
+        shrinkage=float(sim.config.get("shrinkage", 5.0)),
+        prior_mean=prior,
     )
 
 

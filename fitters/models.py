@@ -34,7 +34,9 @@ def expected_calibration_error(
         edges = np.linspace(0, 1, n_bins + 1)[1:-1]
     b = np.searchsorted(edges, p, side="right")
     count = np.bincount(b, minlength=n_bins)
-    gap = np.abs(np.bincount(b, weights=y, minlength=n_bins) - np.bincount(b, weights=p, minlength=n_bins))
+    gap = np.abs(
+        np.bincount(b, weights=y, minlength=n_bins) - np.bincount(b, weights=p, minlength=n_bins)
+    )
     return float(gap.sum() / max(count.sum(), 1))
 
 
@@ -101,8 +103,12 @@ class _LightGBMEstimator:
         params = self.lgb_params(seed)
         names = feature_names or [f"f{j}" for j in range(x.shape[1])]
         train = lgb.Dataset(
-            x[~val], y[~val], feature_name=names, categorical_feature=categorical or "auto",
-            free_raw_data=True, params={"verbosity": -1},
+            x[~val],
+            y[~val],
+            feature_name=names,
+            categorical_feature=categorical or "auto",
+            free_raw_data=True,
+            params={"verbosity": -1},
         )
         callbacks = []
         valid_sets = []
@@ -111,12 +117,17 @@ class _LightGBMEstimator:
             valid_sets = [valid]
             callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
         booster = lgb.train(
-            params, train, num_boost_round=self.n_estimators, valid_sets=valid_sets,
+            params,
+            train,
+            num_boost_round=self.n_estimators,
+            valid_sets=valid_sets,
             callbacks=callbacks,
         )
         if val.any():
             booster.best_iteration = booster.best_iteration or booster.current_iteration()
-            booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+            booster = lgb.Booster(
+                model_str=booster.model_to_string(num_iteration=booster.best_iteration)
+            )
         return booster, val
 
 
@@ -180,7 +191,9 @@ class _BinaryModel(_LightGBMEstimator):
                 "(and sessions of more than one impression)."
             )
         if self.calibrate not in ("auto", "always", "never"):
-            raise ValueError(f"calibrate must be 'auto', 'always' or 'never'; got {self.calibrate!r}")
+            raise ValueError(
+                f"calibrate must be 'auto', 'always' or 'never'; got {self.calibrate!r}"
+            )
         self.booster_, val = self._train(x, y, groups, categorical or [], feature_names)
         self.calib_x_ = np.zeros(0)
         self.calib_y_ = np.zeros(0)

@@ -21,7 +21,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     config = WorldConfig(confounded=args.confounded, misspecified=args.misspecified)
     paths = write_samples(args.out, n_sessions=args.sessions, seed=args.seed, config=config)
-    for name, path in paths.items():
+    for path in paths.values():
         print(f"wrote {path}  ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
@@ -54,10 +54,10 @@ def _cmd_check_log(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from simkit.fitters import FitConfig, fit_simulator
     from simkit.logs import LogSchema, read_logs, split_logs
-
-    import numpy as np
 
     start = time.perf_counter()
     schema = LogSchema.from_toml(args.schema) if args.schema else None
@@ -72,7 +72,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     m = simulator.metrics
     took = time.perf_counter() - start
     print(f"fitted {args.out} from {logs.source}")
-    print(f"  rows {train.n_rows:,} train / {holdout.n_rows:,} held out;  sessions {logs.n_sessions:,}")
+    print(
+        f"  rows {train.n_rows:,} train / {holdout.n_rows:,} held out;  sessions {logs.n_sessions:,}"
+    )
     print(f"  held-out click AUC {m['click_auc']:.4f}   continuation AUC {m['continue_auc']:.4f}")
     print(f"  watch-time KS (sampled vs held-out clicked rows) {m['watch_ks']:.4f}")
     print(f"  time {took:.1f} s")
@@ -80,11 +82,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from simkit.logs import read_logs
     from simkit.simulator import Simulator
     from simkit.validation import validate
-
-    import numpy as np
 
     simulator = Simulator.load(args.simulator)
     holdout = read_logs(args.logs, items=args.items)
@@ -96,7 +98,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print(report.summary())
     print(f"report written to {args.out} (and {base}.json, {base}.md)")
     if args.strict and not report.passed:
-        raise FidelityError("Fidelity gates failed (see the report); exiting 1 because of --strict.")
+        raise FidelityError(
+            "Fidelity gates failed (see the report); exiting 1 because of --strict."
+        )
     return 0
 
 

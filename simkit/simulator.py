@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from simkit.errors import ArtifactError
 from simkit.models import BinaryResponse, WatchResponse
 from simkit.state import (
     Catalogue,

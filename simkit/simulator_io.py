@@ -27,7 +27,14 @@ from simkit.state import Catalogue, FeatureSpec
 
 __all__ = ["load_simulator", "save_simulator"]
 
-DATA_FILES = ("click.txt", "watch.txt", "continue.txt", "items.parquet", "users.parquet", "arrays.npz")
+DATA_FILES = (
+    "click.txt",
+    "watch.txt",
+    "continue.txt",
+    "items.parquet",
+    "users.parquet",
+    "arrays.npz",
+)
 
 
 def _sha256(path: Path) -> str:
@@ -206,7 +213,9 @@ def load_simulator(path: Path) -> Simulator:
     users = pd.read_parquet(path / "users.parquet")
     with np.load(path / "arrays.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    emb = np.vstack([items[[f"emb_{k}" for k in range(d)]].to_numpy(), arrays["stand_in_embedding"]])
+    emb = np.vstack(
+        [items[[f"emb_{k}" for k in range(d)]].to_numpy(), arrays["stand_in_embedding"]]
+    )
     feat_cols = [f"x_{c}" for c in spec.item_columns]
     feats = items[feat_cols].to_numpy(dtype=np.float32) if feat_cols else np.empty((len(items), 0))
     feats = np.vstack([feats, np.full((1, feats.shape[1]), np.nan, np.float32)]).astype(np.float32)

@@ -166,7 +166,7 @@ def item_embeddings_from_clicks(
     v0 = rng.uniform(-1, 1, size=min(m.shape))
     _, s, vt = svds(m, k=k, v0=v0)
     order = np.argsort(-s)
-    emb = (vt[order].T * np.sqrt(s[order]))
+    emb = vt[order].T * np.sqrt(s[order])
     # fix the sign of each factor so the result does not depend on the solver's choice
     emb *= np.where(emb.sum(axis=0) < 0, -1.0, 1.0)
     clicked = np.bincount(item_rows, minlength=n_items) > 0

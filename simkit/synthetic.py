@@ -95,7 +95,9 @@ class WorldConfig:
     def __post_init__(self) -> None:
         for name in ("n_users", "n_items", "dim", "n_clusters", "max_steps"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"WorldConfig.{name} must be at least 1; got {getattr(self, name)}.")
+                raise ConfigError(
+                    f"WorldConfig.{name} must be at least 1; got {getattr(self, name)}."
+                )
         if not 0.0 <= self.clickbait_share < 1.0:
             raise ConfigError(
                 f"WorldConfig.clickbait_share must be in [0, 1); got {self.clickbait_share}."
@@ -269,9 +271,9 @@ class World:
     def continue_proba(self, state: WorldState) -> NDArray[np.float64]:
         """True probability that another impression follows, in the state after a transition."""
         logit = (
-            1.9
-            + 0.3 * np.log1p(state.last_watch)
-            + 0.3 * state.last_click
+            2.1
+            + 0.5 * np.log1p(state.last_watch)
+            - 1.5 * state.last_click
             - 0.12 * np.minimum(state.steps_since_click, 10)
             - 0.08 * np.log1p(state.step)
         )
@@ -381,8 +383,16 @@ class World:
             step = state.step.copy()
             click, watch, cont, p_click, p_cont = self.step(state, items, rng=response_rng)
             chunks.append(
-                {"session": alive, "step": step, "item": items, "clicked": click,
-                 "watch": watch, "propensity": prop, "p_click": p_click, "p_cont": p_cont}
+                {
+                    "session": alive,
+                    "step": step,
+                    "item": items,
+                    "clicked": click,
+                    "watch": watch,
+                    "propensity": prop,
+                    "p_click": p_click,
+                    "p_cont": p_cont,
+                }
             )
             keep = np.flatnonzero(cont)
             alive = alive[keep]

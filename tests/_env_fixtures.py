@@ -14,7 +14,6 @@ def env_simulator_dir(factory: pytest.TempPathFactory) -> Path:
     """Synthetic logs (3000 sessions, seed 0) fitted with 50 trees per model, saved as a folder."""
     if "dir" not in _CACHE:
         from simkit.fitters import FitConfig, fit_simulator
-
         from simkit.logs import read_logs
         from simkit.synthetic import write_samples
 

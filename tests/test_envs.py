@@ -12,12 +12,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import simkit.envs
 from _env_fixtures import env_simulator_dir
 from gymnasium.utils.env_checker import check_env
+
+import simkit.envs
 from simkit.envs import SessionEnv
 from simkit.envs._core import EnvConfig, SessionCore
-
 from simkit.errors import ConfigError
 from simkit.simulator import Simulator
 from simkit.state import click_features, continue_features

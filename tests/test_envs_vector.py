@@ -7,12 +7,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import simkit.envs  # noqa: F401  (registers simkit/Session-v0)
 from _env_fixtures import env_simulator_dir
 from gymnasium.utils.env_checker import data_equivalence
 from gymnasium.vector import AutoresetMode
-from simkit.envs import SessionVectorEnv
 
+import simkit.envs  # noqa: F401  (registers simkit/Session-v0)
+from simkit.envs import SessionVectorEnv
 from simkit.simulator import Simulator
 
 

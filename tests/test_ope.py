@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from simkit.validation import ope
-from simkit.validation._ope_envs import BanditProblem, epsilon_greedy, softmax
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from simkit.errors import ConfigError, LogError
+from simkit.validation import ope
+from simkit.validation._ope_envs import BanditProblem, epsilon_greedy, softmax
 
 # ---------------------------------------------------------------------------------------------
 # A four-row example worked by hand.

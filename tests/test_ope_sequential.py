@@ -11,10 +11,10 @@ import re
 
 import numpy as np
 import pytest
-from simkit.validation import ope_sequential as seq
-from simkit.validation._ope_envs import ClickbaitSessionProblem
 
 from simkit.errors import ConfigError, LogError
+from simkit.validation import ope_sequential as seq
+from simkit.validation._ope_envs import ClickbaitSessionProblem
 
 # ---------------------------------------------------------------------------------------------
 # Two sessions worked by hand.

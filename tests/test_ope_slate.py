@@ -11,10 +11,10 @@ import re
 
 import numpy as np
 import pytest
-from simkit.validation import ope_slate as slate
-from simkit.validation._ope_envs import CascadeProblem, SlateAdditiveProblem, softmax
 
 from simkit.errors import LogError
+from simkit.validation import ope_slate as slate
+from simkit.validation._ope_envs import CascadeProblem, SlateAdditiveProblem, softmax
 
 # ---------------------------------------------------------------------------------------------
 # Three slates of two slots, worked by hand.

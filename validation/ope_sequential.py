@@ -32,6 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from simkit.errors import ConfigError, LogError
 from simkit.validation.ope import (
     Estimate,
     _col,
@@ -43,8 +45,6 @@ from simkit.validation.ope import (
     _opts,
     _rows,
 )
-
-from simkit.errors import ConfigError, LogError
 
 __all__ = ["pdis", "stepwise_dr", "trajectory_is", "wpdis"]
 

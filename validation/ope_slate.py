@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
 from simkit.validation.ope import (
     Estimate,
     _col,
