@@ -498,7 +498,7 @@ def save_module(module: Module, directory: str | Path, name: str = "model") -> N
     """Write ``<name>.npz`` (arrays) and ``<name>.json`` (architecture) into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    np.savez(directory / f"{name}.npz", **module.state_dict())
+    np.savez(directory / f"{name}.npz", **module.state_dict())  # type: ignore[arg-type]
     (directory / f"{name}.json").write_text(json.dumps(module.get_config(), indent=2))
 
 

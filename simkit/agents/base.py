@@ -464,7 +464,7 @@ def blas_threads(n: int | None) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- saving and loading
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, Any] = {}
 T = TypeVar("T", bound=type)
 
 
@@ -537,7 +537,7 @@ def write_agent_folder(
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
         (tmp / "arrays.npz").write_bytes(buf.getvalue())
         manifest = {
             "format": "simkit-agent",

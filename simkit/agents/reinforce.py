@@ -64,7 +64,7 @@ from simkit.errors import ArtifactError, ConfigError, LogError
 
 __all__ = ["REINFORCE", "REINFORCEConfig", "importance_weights", "topk_multiplier"]
 
-F64 = NDArray[np.float64]
+F64 = NDArray[Any]  # float64 arrays; Any keeps numpy's stubs quiet across nn's floating types
 
 
 def topk_multiplier(pi: F64, k: int) -> F64:
@@ -237,6 +237,7 @@ class _Head:
         """Logits (n, K) for states (n, E) and candidates (K, d_c) or (n, K, d_c)."""
         z: Any = np.zeros((n, cands.shape[-2]))
         if self.tower is not None:
+            assert state is not None, "a head with an item tower needs the user state"
             g = self.tower.forward(cands)
             z = state @ g.T if cands.ndim == 2 else np.einsum("ne,nke->nk", state, g)
             self._g, self._state = g, state
@@ -494,7 +495,7 @@ class REINFORCE(SavableAgent):
         if cfg.temperature != 1.0:
             dz = dz / cfg.temperature
         d_state = self.policy.backward(dz, shared)
-        if self.user_tower is not None:
+        if self.user_tower is not None and d_state is not None:
             self.user_tower.backward(d_state)
         return loss, weights
 
