@@ -1,7 +1,7 @@
 """REINFORCE recommender with off-policy and top-K off-policy correction (Chen et al. 2019).
 
 The policy is a softmax over the K candidates of an observation,
-``pi(a|s) = softmax_a(f(user) . g(candidate_a) + c(candidate_a)) / T)``, from a two-tower numpy
+``pi(a|s) = softmax_a((f(user) . g(candidate_a) + c(candidate_a)) / T)``, from a two-tower numpy
 net: a user tower ``f`` (the shared state), an item tower ``g`` and a linear item-bias head ``c``.
 Linear towers (``hidden=()``) give bilinear logits ``u^T M v_a + c_a``; ``embedding_dim=0`` drops
 the towers and leaves free per-candidate logits (with one-hot candidates: a full softmax).
