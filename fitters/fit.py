@@ -173,7 +173,6 @@ def _build_catalogue(
         emb = item_embeddings_from_features(np.column_stack(numeric_for_emb), config.dim)
     else:
         emb = _click_embedding(logs, ids, config.dim, rng)
-    d = emb.shape[1]
     impressions = np.bincount(ids.get_indexer(frame["item_id"].to_numpy()), minlength=n_items)
     catalogue = Catalogue(
         item_ids=ids.to_numpy(),
@@ -182,7 +181,6 @@ def _build_catalogue(
         duration=np.r_[duration, np.nan],
         log_popularity=np.r_[np.log1p(impressions), 0.0].astype(np.float32),
     )
-    del d
     return catalogue, tuple(feature_cols), categories, source
 
 

@@ -136,7 +136,6 @@ def replay_sessions(
     step_item_row = np.where(first_click < n_rows, first_click, first_row)
     step_item = item_rows[step_item_row]
 
-    n_sessions = len(start.z0)
     state = initial_state(start.z0, start.hist_n, user_features, None)
     x_click = np.empty((n_rows, 0), np.float32)
     x_continue = np.empty((n_steps, 0), np.float32)
@@ -173,7 +172,6 @@ def replay_sessions(
         if x_continue.shape[1] == 0:
             x_continue = np.empty((n_steps, cont.shape[1]), np.float32)
         x_continue[steps] = cont
-    del n_sessions
     return ReplayRows(
         x_click=x_click,
         clicked=clicked,
