@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
 
 from simkit.errors import ConfigError, LogError
 from simkit.fitters.models import (
@@ -73,7 +74,9 @@ class FitConfig:
     oof_folds
         Folds of users for out-of-fold click embeddings (``embedding="clicks"``).
     num_threads
-        LightGBM threads (2 matches this project's reference machine; see benchmarks/fit.py).
+        LightGBM threads. One by default: on a 2-core machine whose cores are shared with other
+        work, LightGBM's OpenMP threads wait on each other at every split, and a fit of the sample
+        log took 66 s with 2 threads against 8 s with 1 (measured side by side in one run).
     """
 
     embedding: str = "auto"
@@ -85,7 +88,7 @@ class FitConfig:
     min_child_samples: int = 200
     n_estimators: int = 2000
     mixture_components: int = 4
-    num_threads: int = 2
+    num_threads: int = 1
     oof_folds: int = 5
 
     def __post_init__(self) -> None:
@@ -395,10 +398,28 @@ def fit_simulator(
     LogError
         When the logs are too small to fit (few sessions, no clicks, or only clicks).
     """
-    from tqdm.auto import tqdm
-
     config = config or FitConfig()
     _check_fittable(logs)
+    # numpy's BLAS threads spin after each call and fight LightGBM's OpenMP threads for the same
+    # cores (measured here: a LightGBM step up to 30x slower); the numpy work of a fit is small
+    # per call, so BLAS runs on one thread while fitting.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit(
+            logs, config, rng=rng, holdout=holdout, progress=progress, return_rows=return_rows
+        )
+
+
+def _fit(
+    logs: Logs,
+    config: FitConfig,
+    *,
+    rng: np.random.Generator,
+    holdout: Logs | None,
+    progress: bool,
+    return_rows: bool,
+) -> Simulator | tuple[Simulator, PreparedLogs]:
+    from tqdm.auto import tqdm
+
     t0 = time.perf_counter()
     emb_rng, model_rng, mix_rng, metric_rng = rng.spawn(4)
     seeds = model_rng.integers(2**31 - 1, size=3)

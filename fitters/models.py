@@ -61,7 +61,7 @@ class _LightGBMEstimator:
         n_estimators: int = 2000,
         early_stopping_rounds: int = 50,
         validation_share: float = 0.1,
-        num_threads: int = 2,
+        num_threads: int = 1,
         random_state: int | None = None,
     ) -> None:
         self.learning_rate = learning_rate

@@ -16,9 +16,17 @@ from numpy.typing import NDArray
 __all__ = ["BinaryResponse", "WatchResponse", "predict_threads"]
 
 
+PREDICT_THREADS = 1
+
+
 def predict_threads(n_rows: int) -> int:
-    """LightGBM threads for a predict call: one for small batches (thread start-up dominates)."""
-    return 1 if n_rows < 4096 else 2
+    """LightGBM threads for a predict call.
+
+    One: small batches are dominated by thread start-up, and on shared cores OpenMP threads that
+    wait on each other made predictions several times slower (see ``benchmarks/env.py``). Set
+    ``simkit.models.PREDICT_THREADS`` to use more for large offline batches on a quiet machine.
+    """
+    return 1 if n_rows < 4096 else PREDICT_THREADS
 
 
 def _raw_predict(booster: lgb.Booster, x: NDArray[np.float32]) -> NDArray[np.float64]:

@@ -33,7 +33,7 @@ def _ceiling_auc(sim, prep, train, heldout_rows, y) -> float:
         "min_data_in_leaf": 200,
         "feature_fraction": 0.9,
         "lambda_l2": 1.0,
-        "num_threads": 2,
+        "num_threads": 1,
         "deterministic": True,
         "force_col_wise": True,
         "verbosity": -1,

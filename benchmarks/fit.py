@@ -1,0 +1,90 @@
+"""How much does ``fit_simulator`` cost beyond the LightGBM training it cannot avoid?
+
+Generates a synthetic log of about 1 million rows, then in one run measures:
+
+* wall seconds of ``fit_simulator`` (replay, embeddings, three models, users, mixture);
+* wall seconds of bare ``lightgbm.train`` with the same parameters on the same feature matrices,
+  for the same number of boosting rounds each model actually ran (its trees plus the early-stopping
+  patience), without validation sets;
+* their ratio (target: at most 1.5) and the peak memory of the fitting process (target: < 4 GB).
+
+Usage::
+
+    python benchmarks/fit.py [--sessions 140000] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+
+from simkit.fitters import FitConfig, fit_simulator
+from simkit.fitters.models import _LightGBMEstimator
+from simkit.logs import read_logs
+from simkit.synthetic import World, WorldConfig
+
+
+def _peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=140_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    world = World(WorldConfig(n_users=30_000), rng=np.random.default_rng(args.seed))
+    t = time.perf_counter()
+    frame = world.generate_logs(args.sessions, rng=np.random.default_rng(args.seed + 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "logs.parquet"
+        frame.to_parquet(path, index=False)
+        del frame
+        logs = read_logs(path, items=world.items)
+    print(f"log: {logs.n_rows:,} rows, {logs.n_sessions:,} sessions "
+          f"(generated and read in {time.perf_counter() - t:.1f} s)")
+    base_mb = _peak_mb()
+
+    config = FitConfig()
+    t = time.perf_counter()
+    sim, prep = fit_simulator(logs, config, rng=np.random.default_rng(2), return_rows=True)
+    fit_s = time.perf_counter() - t
+    fit_peak = _peak_mb()
+
+    est = _LightGBMEstimator(**config.model_kwargs(0))
+    rows = prep.rows
+    hit = rows.clicked > 0
+    jobs = [
+        ("click", "binary", rows.x_click, rows.clicked.astype(np.float64), sim.click.booster),
+        ("watch", "regression", rows.x_click[hit], np.log1p(rows.watch[hit]), sim.watch.booster),
+        ("continue", "binary", rows.x_continue, rows.continued.astype(np.float64), sim.cont.booster),
+    ]
+    bare_s = 0.0
+    for name, objective, x, y, booster in jobs:
+        params = est.lgb_params(0) | {"objective": objective}
+        rounds = booster.current_iteration() + est.early_stopping_rounds
+        t = time.perf_counter()
+        lgb.train(params, lgb.Dataset(x, y, params={"verbosity": -1}), num_boost_round=rounds)
+        took = time.perf_counter() - t
+        bare_s += took
+        print(f"  bare lightgbm.train {name:9s}: {rounds:5d} rounds on {len(y):,} rows, {took:6.1f} s")
+
+    print(f"fit_simulator wall:            {fit_s:8.1f} s")
+    print(f"bare lightgbm.train wall:      {bare_s:8.1f} s")
+    print(f"ratio fit / bare:              {fit_s / bare_s:8.2f}   (target <= 1.5)")
+    print(f"peak memory during fit:        {fit_peak:8.0f} MB (before fit {base_mb:.0f} MB; "
+          "target < 4096 MB)")
+
+
+if __name__ == "__main__":
+    main()
