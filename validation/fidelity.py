@@ -1,0 +1,491 @@
+"""Per-impression fidelity on held-out logs, and the figure / gate types every check reports with.
+
+The held-out logs are replayed through the simulator's own state code
+(:func:`simkit.fitters.replay_with`: each session starts from the user's other held-out sessions and
+the logged items and responses drive :func:`simkit.state.transition`), so each held-out impression
+gets exactly the features the simulator would see. On those rows:
+
+- click: AUC, log loss (beside the base-rate log loss) and expected calibration error (ECE) with a
+  reliability diagram;
+- continuation: AUC and ECE on the state after each logged step;
+- watch time: the Kolmogorov-Smirnov distance between watch times sampled from the simulator at the
+  clicked rows and the held-out watch times, beside its noise floor (the same KS between two random
+  halves of the held-out sessions' clicked rows, averaged over ``n_splits`` splits).
+
+Every figure has a percentile bootstrap 95% interval over held-out *sessions* (impressions of one
+session are not independent). The bootstrap is vectorised: each resample is a vector of session
+counts, and every statistic is computed as a weighted statistic under those counts.
+
+References
+----------
+.. [1] Efron, Tibshirani. "An Introduction to the Bootstrap." Chapman & Hall 1993 (percentile
+   intervals; resampling clusters).
+.. [2] Naeini, Cooper, Hauskrecht. "Obtaining well calibrated probabilities using Bayesian binning."
+   AAAI 2015 (expected calibration error).
+.. [3] Guo, Pleiss, Sun, Weinberger. "On calibration of modern neural networks." ICML 2017
+   (reliability diagrams).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse, stats
+
+from simkit.errors import ConfigError
+from simkit.fitters import PreparedLogs, replay_with
+from simkit.logs import Logs
+from simkit.simulator import Simulator
+
+__all__ = [
+    "Gates",
+    "ImpressionFidelity",
+    "Metric",
+    "Reliability",
+    "impression_fidelity",
+    "weighted_auc",
+    "weighted_ks",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gates:
+    """Pass/fail thresholds of the fidelity report (all configurable).
+
+    Parameters
+    ----------
+    click_auc_min, continue_auc_min
+        Smallest acceptable held-out AUC of the click and continuation models. A model that ignores
+        its features (shuffled labels, a constant) scores 0.5.
+    click_ece_max, continue_ece_max
+        Largest acceptable expected calibration error (10 quantile bins).
+    ks_margin
+        Every KS distance (watch time, and each session-level distribution) must lie within its
+        noise floor plus this margin.
+    session_mean_tolerance
+        Each simulated session mean must be within this relative distance of the held-out mean.
+    clear_pair_gap
+        Two policies are *clearly different* when their reference values differ by more than this
+        share of the larger one.
+    clear_pairs_min
+        Smallest acceptable share of clearly different pairs the simulator orders correctly.
+    value_error_mean_max, value_error_max_max
+        Largest acceptable mean and largest relative value error over the policies.
+    logging_value_error_max
+        Largest acceptable relative value error of the logging-policy model.
+    confounding_min_gain
+        The confounding check fires when the lower 95% bound of the relative held-out log-loss
+        improvement from the logged propensity exceeds this (0.5%: refit noise alone moved a
+        placebo column's improvement by up to 0.25% at 50k rows, see :mod:`.confounding`).
+    """
+
+    click_auc_min: float = 0.6
+    click_ece_max: float = 0.02
+    continue_auc_min: float = 0.55
+    continue_ece_max: float = 0.02
+    ks_margin: float = 0.05
+    session_mean_tolerance: float = 0.10
+    clear_pair_gap: float = 0.10
+    clear_pairs_min: float = 1.0
+    value_error_mean_max: float = 0.10
+    value_error_max_max: float = 0.20
+    logging_value_error_max: float = 0.10
+    confounding_min_gain: float = 0.005
+
+    def __post_init__(self) -> None:
+        bad = [k for k, v in self.__dict__.items() if not np.isfinite(v) or v < 0]
+        if bad:
+            raise ConfigError(
+                f"Gates must be finite and non-negative; got {', '.join(bad)}. Use e.g. Gates()."
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metric:
+    """One figure of the report: value, interval, noise floor, threshold and verdict.
+
+    Parameters
+    ----------
+    key
+        Stable identifier (``"click_auc"``, ``"session_ks.length"``, ...).
+    label
+        What it is, in words.
+    section
+        ``"impression"``, ``"session"``, ``"ranking"`` or ``"confounding"``.
+    value, ci_low, ci_high
+        Point estimate and its bootstrap 95% interval (NaN when not computed).
+    noise_floor, noise_floor_sd
+        The same statistic between two random halves of the held-out data (mean and standard
+        deviation over the splits); NaN when the figure has none.
+    threshold, direction
+        The gate: ``value <= threshold`` (``"<="``) or ``value >= threshold`` (``">="``); no
+        threshold means the figure is reported, not gated.
+    passed
+        The verdict, or None for figures that are not gated or could not be computed.
+    note
+        Extra context (e.g. simulated vs held-out means).
+    """
+
+    key: str
+    label: str
+    section: str
+    value: float
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    noise_floor: float = float("nan")
+    noise_floor_sd: float = float("nan")
+    threshold: float | None = None
+    direction: str = "<="
+    passed: bool | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("<=", ">="):
+            raise ValueError(f"Metric.direction must be '<=' or '>='; got {self.direction!r}")
+
+    @classmethod
+    def gated(cls, *, threshold: float | None, **kwargs: object) -> Metric:
+        """A metric whose verdict is ``value <direction> threshold`` (None when value is NaN)."""
+        value = float(kwargs["value"])  # type: ignore[arg-type]
+        direction = str(kwargs.get("direction", "<="))
+        passed: bool | None = None
+        if threshold is not None and np.isfinite(value):
+            passed = bool(value <= threshold) if direction == "<=" else bool(value >= threshold)
+        return cls(threshold=threshold, passed=passed, **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reliability:
+    """Reliability diagram data: per quantile bin of the prediction, mean prediction and rate."""
+
+    mean_predicted: tuple[float, ...]
+    observed_rate: tuple[float, ...]
+    count: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImpressionFidelity:
+    """Per-impression figures of a simulator on held-out logs (see :func:`impression_fidelity`)."""
+
+    metrics: tuple[Metric, ...]
+    reliability: Reliability
+    n_rows: int
+    n_sessions: int
+    click_rate: float
+    continue_rate: float
+    watch_quantiles: dict[str, list[float]] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ weighted statistics
+
+
+def session_weights(
+    n_sessions: int, n_resamples: int, *, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """Bootstrap resamples of sessions as count vectors, shape (n_resamples, n_sessions)."""
+    draws = rng.integers(n_sessions, size=(n_resamples, n_sessions))
+    offsets = (np.arange(n_resamples) * n_sessions)[:, None]
+    counts = np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_sessions)
+    return counts.reshape(n_resamples, n_sessions).astype(np.float64)
+
+
+def half_splits(n_sessions: int, n_splits: int, *, rng: np.random.Generator) -> NDArray[np.float64]:
+    """Random halves of sessions as 0/1 weights, shape (n_splits, n_sessions); 1 = first half."""
+    keys = rng.random((n_splits, n_sessions))
+    ranks = np.argsort(np.argsort(keys, axis=1), axis=1)
+    return (ranks < n_sessions // 2).astype(np.float64)
+
+
+def weighted_auc(y: NDArray, p: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
+    """ROC AUC of scores ``p`` for labels ``y`` under each row of weights ``w`` (shape (B, n)).
+
+    Ties count one half, as in the Mann-Whitney statistic.
+
+    Examples
+    --------
+    >>> float(weighted_auc(np.array([0, 1, 1]), np.array([0.1, 0.4, 0.2]), np.ones((1, 3)))[0])
+    1.0
+    """
+    w = np.atleast_2d(np.asarray(w, dtype=np.float64))
+    uniq, group = np.unique(p, return_inverse=True)
+    y = np.asarray(y) > 0
+    n, g = len(p), len(uniq)
+    pos = sparse.csr_matrix((y.astype(np.float64), (np.arange(n), group)), shape=(n, g))
+    neg = sparse.csr_matrix(((~y).astype(np.float64), (np.arange(n), group)), shape=(n, g))
+    wp = np.asarray((pos.T @ w.T).T)
+    wn = np.asarray((neg.T @ w.T).T)
+    below = np.cumsum(wn, axis=1) - wn
+    num = (wp * (below + 0.5 * wn)).sum(axis=1)
+    den = wp.sum(axis=1) * wn.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def weighted_log_loss(
+    y: NDArray, p: NDArray[np.float64], w: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Mean log loss under each row of weights ``w`` (shape (B, n))."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1 - 1e-9)
+    loss = -np.where(np.asarray(y) > 0, np.log(p), np.log1p(-p))
+    w = np.atleast_2d(w)
+    return (w @ loss) / w.sum(axis=1)
+
+
+def weighted_ece(
+    y: NDArray, p: NDArray[np.float64], w: NDArray[np.float64], *, n_bins: int = 10
+) -> NDArray[np.float64]:
+    """Expected calibration error over quantile bins of ``p`` under each row of weights ``w``.
+
+    The bins are the unweighted quantiles (fixed across resamples), as
+    :func:`simkit.fitters.expected_calibration_error` forms them.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    edges = np.quantile(p, np.linspace(0, 1, n_bins + 1)[1:-1])
+    b = np.searchsorted(edges, p, side="right")
+    ind = sparse.csr_matrix((np.ones(len(p)), (np.arange(len(p)), b)), shape=(len(p), n_bins))
+    w = np.atleast_2d(w)
+    gap = np.abs(np.asarray((ind.T @ (w * y).T).T) - np.asarray((ind.T @ (w * p).T).T))
+    return gap.sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12)
+
+
+def weighted_ks(
+    a: NDArray[np.float64],
+    wa: NDArray[np.float64],
+    b: NDArray[np.float64],
+    wb: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """Two-sample KS distance between weighted samples, for each row of weights (shape (B, n)).
+
+    ``sup_x |F_a(x) - F_b(x)|`` with weighted empirical CDFs; with unit weights it equals
+    :func:`scipy.stats.ks_2samp`'s statistic (ties handled by evaluating at each distinct value).
+
+    Examples
+    --------
+    >>> a, b = np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0, 5.0])
+    >>> float(weighted_ks(a, np.ones((1, 3)), b, np.ones((1, 4)))[0])
+    0.5
+    """
+    values = np.concatenate([a, b])
+    uniq, group = np.unique(values, return_inverse=True)
+    n, g = len(values), len(uniq)
+    wa, wb = np.atleast_2d(wa), np.atleast_2d(wb)
+    sign = np.r_[np.ones(len(a)), np.zeros(len(b))]
+    ia = sparse.csr_matrix((sign, (np.arange(n), group)), shape=(n, g))
+    ib = sparse.csr_matrix((1 - sign, (np.arange(n), group)), shape=(n, g))
+    full_a = np.hstack([wa, np.zeros((wa.shape[0], len(b)))])
+    full_b = np.hstack([np.zeros((wb.shape[0], len(a))), wb])
+    ca = np.cumsum(np.asarray((ia.T @ full_a.T).T), axis=1)
+    cb = np.cumsum(np.asarray((ib.T @ full_b.T).T), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fa = ca / ca[:, -1:]
+        fb = cb / cb[:, -1:]
+    return np.abs(fa - fb).max(axis=1)
+
+
+def _chunks(w: NDArray, session_of: NDArray, cells: int = 2_000_000) -> int:
+    """Number of chunks of bootstrap rows so that each holds about ``cells`` row weights."""
+    return max(1, int(np.ceil(w.shape[0] * len(session_of) / cells)))
+
+
+def percentile_interval(values: NDArray[np.float64]) -> tuple[float, float]:
+    """The 2.5% and 97.5% percentiles of finite bootstrap values (NaN when there are none)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(v, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def ks_noise_floor(
+    values: NDArray[np.float64],
+    session_of_value: NDArray[np.int64],
+    n_sessions: int,
+    *,
+    n_splits: int,
+    rng: np.random.Generator,
+) -> tuple[float, float]:
+    """Mean and standard deviation of the KS between two random halves of the sessions."""
+    halves = half_splits(n_sessions, n_splits, rng=rng)[:, session_of_value]
+    ks = weighted_ks(values, halves, values, 1.0 - halves)
+    return float(ks.mean()), float(ks.std(ddof=1))
+
+
+def reliability(y: NDArray, p: NDArray[np.float64], *, n_bins: int = 10) -> Reliability:
+    """Reliability diagram data over quantile bins of ``p``."""
+    p = np.asarray(p, dtype=np.float64)
+    edges = np.quantile(p, np.linspace(0, 1, n_bins + 1)[1:-1])
+    b = np.searchsorted(edges, p, side="right")
+    count = np.bincount(b, minlength=n_bins)
+    keep = count > 0
+    mean_p = np.bincount(b, weights=p, minlength=n_bins)[keep] / count[keep]
+    rate = np.bincount(b, weights=np.asarray(y, np.float64), minlength=n_bins)[keep] / count[keep]
+    return Reliability(
+        mean_predicted=tuple(float(v) for v in mean_p),
+        observed_rate=tuple(float(v) for v in rate),
+        count=tuple(int(c) for c in count[keep]),
+    )
+
+
+# ------------------------------------------------------------------------- the check
+
+
+def impression_fidelity(
+    sim: Simulator,
+    holdout: Logs,
+    *,
+    rng: np.random.Generator,
+    gates: Gates | None = None,
+    prepared: PreparedLogs | None = None,
+    n_bootstrap: int = 200,
+    n_splits: int = 30,
+) -> ImpressionFidelity:
+    """Click, continuation and watch-time fidelity of ``sim`` on held-out logs.
+
+    Parameters
+    ----------
+    sim
+        The simulator.
+    holdout
+        Held-out logs (users the simulator was not fitted on).
+    rng
+        Generator for the sampled watch times, the bootstrap and the noise-floor splits.
+    gates
+        Thresholds; ``Gates()`` when omitted.
+    prepared
+        The held-out logs already replayed with :func:`simkit.fitters.replay_with` (saves a replay).
+    n_bootstrap
+        Bootstrap resamples of sessions behind each interval.
+    n_splits
+        Random half-splits behind each noise floor (at least 30: single splits vary a lot).
+
+    Returns
+    -------
+    ImpressionFidelity
+
+    Examples
+    --------
+    >>> fid = impression_fidelity(sim, holdout, rng=np.random.default_rng(0))  # doctest: +SKIP
+    >>> [m.key for m in fid.metrics][:2]                                        # doctest: +SKIP
+    ['click_auc', 'click_log_loss']
+    """
+    gates = gates or Gates()
+    watch_rng, boot_rng, split_rng = rng.spawn(3)
+    prep = prepared if prepared is not None else replay_with(sim, holdout)
+    r = prep.rows
+    n_sessions = int(prep.session_codes.max()) + 1 if len(prep.session_codes) else 0
+    y = r.clicked.astype(np.float64)
+    p = sim.click.proba(r.x_click)
+    w_sessions = session_weights(n_sessions, n_bootstrap, rng=boot_rng)
+    out: list[Metric] = []
+
+    def add(key, label, stat, session_of, *, threshold=None, direction="<=", **kw) -> None:
+        value = float(stat(np.ones((1, len(session_of))))[0])
+        boot = np.concatenate(
+            [
+                stat(w[:, session_of])
+                for w in np.array_split(w_sessions, _chunks(w_sessions, session_of))
+            ]
+        )
+        lo, hi = percentile_interval(boot)
+        out.append(
+            Metric.gated(
+                key=key,
+                label=label,
+                section="impression",
+                value=value,
+                ci_low=lo,
+                ci_high=hi,
+                threshold=threshold,
+                direction=direction,
+                **kw,
+            )
+        )
+
+    base_rate = float(y.mean()) if len(y) else float("nan")
+    add(
+        "click_auc",
+        "Click AUC (held-out impressions)",
+        lambda w: weighted_auc(y, p, w),
+        prep.session_codes,
+        threshold=gates.click_auc_min,
+        direction=">=",
+    )
+    base_ll = float(weighted_log_loss(y, np.full_like(p, base_rate), np.ones((1, len(y))))[0])
+    add(
+        "click_log_loss",
+        "Click log loss",
+        lambda w: weighted_log_loss(y, p, w),
+        prep.session_codes,
+        note=f"base-rate log loss {base_ll:.4f}",
+    )
+    add(
+        "click_ece",
+        "Click calibration error (ECE, 10 quantile bins)",
+        lambda w: weighted_ece(y, p, w),
+        prep.session_codes,
+        threshold=gates.click_ece_max,
+    )
+
+    yc = r.continued.astype(np.float64)
+    pc = sim.cont.proba(r.x_continue)
+    add(
+        "continue_auc",
+        "Continuation AUC (held-out steps)",
+        lambda w: weighted_auc(yc, pc, w),
+        r.session_of_step,
+        threshold=gates.continue_auc_min,
+        direction=">=",
+    )
+    add(
+        "continue_ece",
+        "Continuation calibration error (ECE)",
+        lambda w: weighted_ece(yc, pc, w),
+        r.session_of_step,
+        threshold=gates.continue_ece_max,
+    )
+
+    hit = np.flatnonzero(r.clicked > 0)
+    quantiles: dict[str, list[float]] = {}
+    if len(hit) > 1:
+        sampled = sim.watch.sample(r.x_click[hit], prep.duration_of_row[hit], rng=watch_rng)
+        real = r.watch[hit]
+        sess = prep.session_codes[hit]
+        floor, floor_sd = ks_noise_floor(real, sess, n_sessions, n_splits=n_splits, rng=split_rng)
+        ks = float(stats.ks_2samp(sampled, real).statistic)
+        boot = [
+            weighted_ks(sampled, w[:, sess], real, w[:, sess])
+            for w in np.array_split(w_sessions, _chunks(w_sessions, sess))
+        ]
+        lo, hi = percentile_interval(np.concatenate(boot))
+        out.append(
+            Metric.gated(
+                key="watch_ks",
+                label="Watch time KS (sampled vs held-out, clicked rows)",
+                section="impression",
+                value=ks,
+                ci_low=lo,
+                ci_high=hi,
+                noise_floor=floor,
+                noise_floor_sd=floor_sd,
+                threshold=floor + gates.ks_margin,
+                note=f"mean sampled {sampled.mean():.1f} s vs held-out {real.mean():.1f} s",
+            )
+        )
+        qs = np.linspace(0, 1, 101)
+        quantiles = {
+            "sim": np.quantile(sampled, qs).tolist(),
+            "real": np.quantile(real, qs).tolist(),
+        }
+    return ImpressionFidelity(
+        metrics=tuple(out),
+        reliability=reliability(y, p),
+        n_rows=len(y),
+        n_sessions=n_sessions,
+        click_rate=base_rate,
+        continue_rate=float(yc.mean()) if len(yc) else float("nan"),
+        watch_quantiles=quantiles,
+    )

@@ -1,0 +1,429 @@
+"""Policy-ranking check: does the simulator order and value policies as the reference does?
+
+A set of policies (:mod:`.policies`) runs in the simulator for sessions of the held-out users and
+the same policies are valued by a reference:
+
+- the ground-truth world, when the logs are synthetic (``world=``): each policy runs in the world
+  itself, from the same users, with simkit's state kept alongside the true one;
+- otherwise, with logged propensities, off-policy estimates from the held-out logs
+  (:mod:`.ope`): the reference is the per-decision value (watch time, clicks per decision) of each
+  policy at the logged states, by SNIPS, and the simulator's figure is its own per-decision value at
+  the same states (the direct method with the simulator's models). Estimates without enough
+  overlap are withheld (and the policy leaves the comparison).
+
+Figures, for session watch time and clicks per session (per decision under OPE): the share of
+*clearly different* pairs (reference values more than ``Gates.clear_pair_gap`` apart, relative to
+the larger) that the simulator orders the same way; Kendall's tau; Spearman's rho (reported, never
+gated: over near-ties it measures noise); the relative value error of every policy with a bootstrap
+interval; the mean and the largest absolute relative error; and the logging-policy model's error.
+
+References
+----------
+.. [1] Kendall. "A new measure of rank correlation." Biometrika 1938.
+.. [2] Swaminathan, Joachims. "The self-normalized estimator for counterfactual learning."
+   NeurIPS 2015 (SNIPS).
+.. [3] Dudík, Langford, Li. "Doubly robust policy evaluation and learning." ICML 2011 (DM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+
+from simkit.simulator import Simulator
+from simkit.validation.fidelity import Gates, Metric, percentile_interval
+from simkit.validation.ope import snips
+from simkit.validation.policies import (
+    LoggingPolicyModel,
+    Policy,
+    PolicyContext,
+    SessionValues,
+    run_in_simulator,
+    run_in_world,
+)
+from simkit.validation.sessions import HeldoutSessions, teacher_forced_states
+
+if TYPE_CHECKING:
+    from simkit.synthetic import World
+
+__all__ = ["PolicyResult", "RankingResult", "ope_reference", "policy_ranking", "ranking_metrics"]
+
+VALUES = {"watch": "session watch time", "clicks": "clicks per session"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyResult:
+    """One policy's simulated and reference values (means) with the relative errors.
+
+    ``sim``, ``ref``: value kind (``"watch"``, ``"clicks"``, ``"length"``) -> mean; ``ref_se``
+    their standard errors; ``rel_error`` -> ``(value, ci_low, ci_high)`` of ``sim / ref - 1``;
+    ``withheld`` says why a reference value is missing (e.g. not enough overlap).
+    """
+
+    name: str
+    sim: dict[str, float]
+    sim_se: dict[str, float]
+    ref: dict[str, float]
+    ref_se: dict[str, float]
+    rel_error: dict[str, tuple[float, float, float]]
+    is_logging_model: bool = False
+    withheld: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankingResult:
+    """The ranking check: per-policy values and the summary figures."""
+
+    reference: str
+    policies: tuple[PolicyResult, ...]
+    metrics: tuple[Metric, ...]
+    n_sessions: int
+    n_candidates: int
+    note: str = ""
+
+
+def _se(x: NDArray[np.float64]) -> float:
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
+def _boot_means(x: NDArray[np.float64], n_bootstrap: int, rng: np.random.Generator) -> NDArray:
+    idx = rng.integers(len(x), size=(n_bootstrap, len(x)))
+    return x[idx].mean(axis=1)
+
+
+def _result(
+    name: str,
+    sim: SessionValues,
+    ref: SessionValues,
+    *,
+    n_bootstrap: int,
+    rng: np.random.Generator,
+    is_logging: bool,
+) -> PolicyResult:
+    out_sim, out_sim_se, out_ref, out_ref_se, rel = {}, {}, {}, {}, {}
+    for kind in ("watch", "clicks", "length"):
+        a, b = getattr(sim, kind), getattr(ref, kind)
+        out_sim[kind], out_sim_se[kind] = float(a.mean()), _se(a)
+        out_ref[kind], out_ref_se[kind] = float(b.mean()), _se(b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            point = out_sim[kind] / out_ref[kind] - 1.0
+            boot = _boot_means(a, n_bootstrap, rng) / _boot_means(b, n_bootstrap, rng) - 1.0
+        lo, hi = percentile_interval(boot)
+        rel[kind] = (float(point), lo, hi)
+    return PolicyResult(
+        name=name,
+        sim=out_sim,
+        sim_se=out_sim_se,
+        ref=out_ref,
+        ref_se=out_ref_se,
+        rel_error=rel,
+        is_logging_model=is_logging,
+    )
+
+
+def ranking_metrics(
+    policies: tuple[PolicyResult, ...], *, gates: Gates, kinds: dict[str, str] = VALUES
+) -> tuple[Metric, ...]:
+    """Clear-pair share, Kendall, Spearman and relative errors over policies with a reference."""
+    out: list[Metric] = []
+    usable = [p for p in policies if not p.withheld]
+    for kind, words in kinds.items():
+        sim = np.array([p.sim[kind] for p in usable])
+        ref = np.array([p.ref[kind] for p in usable])
+        clear = correct = 0
+        for i, j in combinations(range(len(usable)), 2):
+            if abs(ref[i] - ref[j]) > gates.clear_pair_gap * max(abs(ref[i]), abs(ref[j])):
+                clear += 1
+                correct += int(np.sign(sim[i] - sim[j]) == np.sign(ref[i] - ref[j]))
+        share = correct / clear if clear else float("nan")
+        out.append(
+            Metric.gated(
+                key=f"ranking.clear_pairs.{kind}",
+                label=f"Clearly different pairs ordered correctly ({words})",
+                section="ranking",
+                value=share,
+                threshold=gates.clear_pairs_min,
+                direction=">=",
+                note=f"{correct} of {clear} pairs more than {gates.clear_pair_gap:.0%} apart",
+            )
+        )
+        enough = len(usable) >= 3
+        tau = stats.kendalltau(sim, ref).statistic if enough else float("nan")
+        rho = stats.spearmanr(sim, ref).statistic if enough else float("nan")
+        out.append(
+            Metric(
+                key=f"ranking.kendall.{kind}",
+                label=f"Kendall's tau ({words})",
+                section="ranking",
+                value=float(tau),
+                note=f"{len(usable)} policies",
+            )
+        )
+        out.append(
+            Metric(
+                key=f"ranking.spearman.{kind}",
+                label=f"Spearman's rho ({words}; reported, not gated)",
+                section="ranking",
+                value=float(rho),
+            )
+        )
+        errors = np.array([abs(p.rel_error[kind][0]) for p in usable])
+        worst = usable[int(np.argmax(errors))].name if len(errors) else ""
+        out.append(
+            Metric.gated(
+                key=f"ranking.mean_error.{kind}",
+                label=f"Mean relative value error ({words})",
+                section="ranking",
+                value=float(errors.mean()) if len(errors) else float("nan"),
+                threshold=gates.value_error_mean_max,
+            )
+        )
+        out.append(
+            Metric.gated(
+                key=f"ranking.max_error.{kind}",
+                label=f"Largest relative value error ({words})",
+                section="ranking",
+                value=float(errors.max()) if len(errors) else float("nan"),
+                threshold=gates.value_error_max_max,
+                note=f"policy {worst}" if worst else "",
+            )
+        )
+        logging = [p for p in usable if p.is_logging_model]
+        if logging:
+            value, lo, hi = logging[0].rel_error[kind]
+            out.append(
+                Metric.gated(
+                    key=f"ranking.logging_error.{kind}",
+                    label=f"Logging-policy model: relative value error ({words})",
+                    section="ranking",
+                    value=abs(value),
+                    ci_low=min(abs(lo), abs(hi)) if lo * hi > 0 else 0.0,
+                    ci_high=max(abs(lo), abs(hi)),
+                    threshold=gates.logging_value_error_max,
+                    note=f"signed error {value:+.1%}, 95% CI [{lo:+.1%}, {hi:+.1%}]",
+                )
+            )
+    return tuple(out)
+
+
+def policy_ranking(
+    sim: Simulator,
+    held: HeldoutSessions,
+    policies: list[Policy],
+    *,
+    rng: np.random.Generator,
+    world: World | None = None,
+    gates: Gates | None = None,
+    n_sessions: int = 4000,
+    n_candidates: int = 20,
+    n_bootstrap: int = 500,
+    progress: bool = False,
+) -> RankingResult | None:
+    """Run ``policies`` in the simulator and compare them with the reference.
+
+    Parameters
+    ----------
+    sim
+        The simulator.
+    held
+        Held-out sessions (:func:`simkit.validation.sessions.heldout_sessions`).
+    policies
+        Policies to compare (:func:`simkit.validation.policies.default_policies` plus any).
+    rng
+        Generator: users, runs and bootstrap draw from their own streams; all policies share
+        users and candidate draws (common random numbers).
+    world
+        The synthetic world the logs came from: the reference is then the truth.
+    gates
+        Thresholds; ``Gates()`` when omitted.
+    n_sessions
+        Sessions per policy (users drawn as the held-out sessions are: users with more sessions
+        more often).
+    n_candidates
+        Candidates per step.
+    n_bootstrap
+        Bootstrap resamples behind the relative-error intervals.
+    progress
+        Show a progress bar over the policies.
+
+    Returns
+    -------
+    RankingResult, or None when there is no reference (no world and no propensities).
+    """
+    from tqdm.auto import tqdm
+
+    gates = gates or Gates()
+    user_rng, run_rng, boot_rng, ope_rng = rng.spawn(4)
+    if world is None:
+        if np.isnan(held.step_propensity).any():
+            return None
+        return ope_reference(
+            sim,
+            held,
+            policies,
+            rng=ope_rng,
+            gates=gates,
+            n_candidates=n_candidates,
+            progress=progress,
+        )
+    sessions = user_rng.integers(held.n_sessions, size=n_sessions)
+    users = held.user_of_session[sessions]
+    base = run_rng.spawn(1)[0]
+    results = []
+    for policy in tqdm(policies, desc="policies", disable=not progress, leave=False):
+        s_rng, w_rng = copy_rng(base), copy_rng(base)
+        simulated = run_in_simulator(sim, policy, held, users, rng=s_rng, n_candidates=n_candidates)
+        truth = run_in_world(world, sim, policy, held, users, rng=w_rng, n_candidates=n_candidates)
+        results.append(
+            _result(
+                policy.name,
+                simulated,
+                truth,
+                n_bootstrap=n_bootstrap,
+                rng=boot_rng,
+                is_logging=isinstance(policy, LoggingPolicyModel),
+            )
+        )
+    res = tuple(results)
+    return RankingResult(
+        reference="ground-truth world (each policy run in the world that generated the logs)",
+        policies=res,
+        metrics=ranking_metrics(res, gates=gates),
+        n_sessions=n_sessions,
+        n_candidates=n_candidates,
+    )
+
+
+def copy_rng(rng: np.random.Generator) -> np.random.Generator:
+    """An independent copy of ``rng`` in its current state."""
+    import copy
+
+    return copy.deepcopy(rng)
+
+
+def _target_proba(
+    sim: Simulator,
+    policy: Policy,
+    state,
+    logged: NDArray[np.int64],
+    *,
+    n_candidates: int,
+    n_draws: int,
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Monte Carlo of a policy over uniform candidate sets at given states.
+
+    Returns ``pi(logged | s)`` (estimated with candidate sets forced to contain the logged item,
+    times the chance ``K / N`` that it is offered), and the policy's expected click probability and
+    expected watch (click probability x predicted watch) under the simulator, per state.
+    """
+    n, n_items = len(logged), sim.n_items
+    k = min(n_candidates, n_items)
+    pi = np.zeros(n)
+    q_click = np.zeros(n)
+    q_watch = np.zeros(n)
+    for _ in range(n_draws):
+        cands = np.argpartition(rng.random((n, n_items)), k, axis=1)[:, :k]
+        # forced set: replace a random slot by the logged item unless it is there already
+        forced = cands.copy()
+        has = (forced == logged[:, None]).any(axis=1)
+        slot = rng.integers(k, size=n)
+        forced[~has, slot[~has]] = logged[~has]
+        prob = policy.proba(PolicyContext(sim, state, forced))
+        pi += (prob * (forced == logged[:, None])).sum(axis=1)
+        prob = policy.proba(PolicyContext(sim, state, cands))
+        x = sim.click_features(state, cands)
+        p = sim.click.proba(x).reshape(cands.shape)
+        w = sim.watch.predict_log(x).reshape(cands.shape)
+        q_click += (prob * p).sum(axis=1)
+        q_watch += (prob * p * _expected_watch(sim, w)).sum(axis=1)
+    return pi / n_draws * k / n_items, q_click / n_draws, q_watch / n_draws
+
+
+def _expected_watch(sim: Simulator, pred_log: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Mean watch seconds given a click from the predicted log1p watch (mean residual smearing)."""
+    smear = float(np.mean(np.exp(sim.watch.residuals))) if len(sim.watch.residuals) else 1.0
+    return np.maximum(np.exp(pred_log) * smear - 1.0, 0.0)
+
+
+def ope_reference(
+    sim: Simulator,
+    held: HeldoutSessions,
+    policies: list[Policy],
+    *,
+    rng: np.random.Generator,
+    gates: Gates,
+    n_candidates: int = 20,
+    max_decisions: int = 2000,
+    n_draws: int = 8,
+    n_bootstrap: int = 300,
+    progress: bool = False,
+) -> RankingResult:
+    """Per-decision values: the simulator's (direct method) against SNIPS on the held-out logs.
+
+    See the module docstring. Estimates whose effective sample size is below the OPE module's
+    minimum are withheld ("not enough overlap") and those policies leave the comparison.
+    """
+    from tqdm.auto import tqdm
+
+    pick_rng, mc_rng, boot_rng = rng.spawn(3)
+    n_steps = len(held.step_item)
+    steps = np.arange(n_steps)
+    if n_steps > max_decisions:
+        steps = np.sort(pick_rng.choice(n_steps, size=max_decisions, replace=False))
+    state, order = teacher_forced_states(sim, held, steps)
+    steps = steps[order]
+    logged = held.step_item[steps]
+    prop = held.step_propensity[steps]
+    rewards = {"watch": held.step_watch[steps], "clicks": held.step_click[steps].astype(float)}
+    results = []
+    for policy in tqdm(policies, desc="policies (OPE)", disable=not progress, leave=False):
+        pi, q_click, q_watch = _target_proba(
+            sim, policy, state, logged, n_candidates=n_candidates, n_draws=n_draws, rng=mc_rng
+        )
+        sims = {"watch": q_watch, "clicks": q_click}
+        ref, ref_se, s_mean, s_se, rel = {}, {}, {}, {}, {}
+        withheld = ""
+        for kind, r in rewards.items():
+            est = snips(r, np.clip(pi, 0.0, 1.0), prop, rng=boot_rng, n_bootstrap=n_bootstrap)
+            if not est.enough_overlap:
+                withheld = f"SNIPS: {est.display_value}"
+            ref[kind] = est.value
+            ref_se[kind] = (est.ci_high - est.ci_low) / 3.92
+            s_mean[kind] = float(sims[kind].mean())
+            s_se[kind] = _se(sims[kind])
+            point = s_mean[kind] / ref[kind] - 1.0 if ref[kind] else float("nan")
+            lo = s_mean[kind] / est.ci_high - 1.0 if est.ci_high > 0 else float("nan")
+            hi = s_mean[kind] / est.ci_low - 1.0 if est.ci_low > 0 else float("nan")
+            rel[kind] = (float(point), float(lo), float(hi))
+        results.append(
+            PolicyResult(
+                name=policy.name,
+                sim=s_mean,
+                sim_se=s_se,
+                ref=ref,
+                ref_se=ref_se,
+                rel_error=rel,
+                is_logging_model=isinstance(policy, LoggingPolicyModel),
+                withheld=withheld,
+            )
+        )
+    res = tuple(results)
+    kinds = {"watch": "watch time per decision", "clicks": "clicks per decision"}
+    return RankingResult(
+        reference=(
+            "off-policy estimates (SNIPS) of the per-decision value at the logged states; the "
+            "simulator's figure is its own per-decision value at the same states"
+        ),
+        policies=res,
+        metrics=ranking_metrics(res, gates=gates, kinds=kinds),
+        n_sessions=len(steps),
+        n_candidates=n_candidates,
+        note="Per-decision values only: off-policy estimates of whole sessions rarely have the "
+        "overlap to mean anything, so the session-level consequences of a policy are not checked.",
+    )

@@ -1,0 +1,723 @@
+"""``validate``: the fidelity report of a simulator against held-out logs, as HTML, JSON and Markdown.
+
+:func:`validate` runs every check of :mod:`simkit.validation` and returns a :class:`FidelityReport`:
+
+1. per-impression fidelity (:mod:`.fidelity`): click AUC, log loss, calibration with a reliability
+   diagram, continuation AUC and calibration, watch-time KS beside its noise floor;
+2. session-level fidelity (:mod:`.sessions`): KS, p-value and interval of four session
+   distributions beside their noise floors, with the simulated and held-out means;
+3. the policy-ranking check (:mod:`.ranking`, :mod:`.policies`) against the ground-truth world
+   (``world=``) or off-policy estimates (logs with propensities);
+4. the confounding check (:mod:`.confounding`).
+
+Every gated figure is compared with a threshold of :class:`~simkit.validation.fidelity.Gates`;
+:attr:`FidelityReport.passed` is true when all gates pass. The HTML file is self-contained (the
+plots are PNGs embedded as base64, drawn with matplotlib's Agg canvas); the JSON follows the
+documented schema ``report_schema.json`` beside this module.
+
+References
+----------
+.. [1] Mitchell, Wu, Zaldivar et al. "Model cards for model reporting." FAT* 2019 (a shareable
+   report of what a model was checked against).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from simkit.logs import Logs
+from simkit.simulator import Simulator
+from simkit.validation.confounding import ConfoundingResult, confounding_check
+from simkit.validation.fidelity import Gates, ImpressionFidelity, Metric, impression_fidelity
+from simkit.validation.policies import Policy, default_policies, fit_logging_policy
+from simkit.validation.ranking import RankingResult, policy_ranking
+from simkit.validation.sessions import (
+    DISTRIBUTIONS,
+    SessionFidelity,
+    heldout_sessions,
+    session_fidelity,
+)
+
+if TYPE_CHECKING:
+    from simkit.synthetic import World
+
+__all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "FidelityReport", "validate"]
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("report_schema.json")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FidelityReport:
+    """Everything :func:`validate` measured, with the verdicts; renders to HTML, JSON, Markdown.
+
+    Attributes
+    ----------
+    gates
+        The thresholds the figures were held to.
+    impression, sessions, ranking, confounding
+        The checks' results (``ranking`` is None when there was no reference).
+    logging_policy
+        What the logging-policy model in the ranking is.
+    source
+        Held-out logs: file, rows, sessions, users.
+    notes
+        Anything the reader must know (users dropped, slates, ...).
+    """
+
+    gates: Gates
+    impression: ImpressionFidelity
+    sessions: SessionFidelity
+    ranking: RankingResult | None
+    confounding: ConfoundingResult
+    logging_policy: str
+    source: dict[str, Any]
+    notes: tuple[str, ...] = ()
+    simkit_version: str = ""
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+    # --------------------------------------------------------------------- figures
+
+    @property
+    def confounding_metric(self) -> Metric:
+        """The confounding check as a gated figure (passes when it does not fire)."""
+        c = self.confounding
+        return Metric(
+            key="confounding.gain",
+            label="Held-out log-loss improvement from the logged propensity (relative)",
+            section="confounding",
+            value=c.gain,
+            ci_low=c.ci_low,
+            ci_high=c.ci_high,
+            threshold=c.threshold if c.ran else None,
+            direction="<=",
+            passed=(not c.fired) if c.ran else None,
+            note="gated on the interval's lower bound" if c.ran else "could not run",
+        )
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        """Every figure of the report, in section order."""
+        ranking = self.ranking.metrics if self.ranking is not None else ()
+        return (
+            self.impression.metrics + self.sessions.metrics + ranking + (self.confounding_metric,)
+        )
+
+    @property
+    def failed(self) -> tuple[Metric, ...]:
+        """The gated figures that failed."""
+        return tuple(m for m in self.metrics if m.passed is False)
+
+    @property
+    def passed(self) -> bool:
+        """True when no gate failed."""
+        return not self.failed
+
+    def summary(self) -> str:
+        """A few lines of plain text: the verdict, the failed gates, the warnings."""
+        gated = [m for m in self.metrics if m.passed is not None]
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines = [
+            f"Fidelity {verdict}: {len(gated) - len(self.failed)} of {len(gated)} gates passed "
+            f"({self.source.get('sessions', 0):,} held-out sessions, "
+            f"{self.source.get('rows', 0):,} rows)."
+        ]
+        for m in self.failed:
+            lines.append(
+                f"  FAILED {m.label}: {_fmt(m.value)} (gate {m.direction} {_fmt(m.threshold)})"
+            )
+        by_key = {m.key: m for m in self.metrics}
+        for key in ("click_auc", "continue_auc", "watch_ks"):
+            if key in by_key:
+                m = by_key[key]
+                lines.append(f"  {m.label}: {_fmt(m.value)} [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]")
+        if self.ranking is None:
+            lines.append("  Policy ranking: not run (no ground-truth world and no propensities).")
+        lines.append("  Confounding: " + self.confounding.message)
+        lines.extend("  Note: " + n for n in self.notes)
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------------ JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-ready data (NaN becomes None); see ``report_schema.json``."""
+        ranking = None
+        if self.ranking is not None:
+            r = self.ranking
+            ranking = {
+                "reference": r.reference,
+                "n_sessions": r.n_sessions,
+                "n_candidates": r.n_candidates,
+                "note": r.note,
+                "policies": [
+                    {
+                        "name": p.name,
+                        "is_logging_model": p.is_logging_model,
+                        "withheld": p.withheld,
+                        "sim": p.sim,
+                        "sim_se": p.sim_se,
+                        "reference": p.ref,
+                        "reference_se": p.ref_se,
+                        "relative_error": {
+                            k: {"value": v[0], "ci_low": v[1], "ci_high": v[2]}
+                            for k, v in p.rel_error.items()
+                        },
+                    }
+                    for p in r.policies
+                ],
+            }
+        imp = self.impression
+        data = {
+            "schema_version": SCHEMA_VERSION,
+            "simkit_version": self.simkit_version,
+            "created": self.created,
+            "passed": self.passed,
+            "source": self.source,
+            "gates": asdict(self.gates),
+            "metrics": [asdict(m) for m in self.metrics],
+            "impression": {
+                "n_rows": imp.n_rows,
+                "n_sessions": imp.n_sessions,
+                "click_rate": imp.click_rate,
+                "continue_rate": imp.continue_rate,
+                "reliability": asdict(imp.reliability),
+                "watch_quantiles": imp.watch_quantiles,
+            },
+            "sessions": {
+                "n_sessions": self.sessions.n_sessions,
+                "driving": self.sessions.driving,
+                "quantiles": self.sessions.ecdf,
+            },
+            "ranking": ranking,
+            "logging_policy": self.logging_policy,
+            "confounding": asdict(self.confounding),
+            "notes": list(self.notes),
+        }
+        return _clean(data)
+
+    def to_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the JSON report; returns the path."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+        return path
+
+    # -------------------------------------------------------------------- Markdown
+
+    def to_markdown(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The report as Markdown (written to ``path`` when given); returns the text."""
+        lines = [
+            "# simkit fidelity report",
+            "",
+            f"**{'PASSED' if self.passed else 'FAILED'}**: "
+            + self.summary().splitlines()[0].split(": ", 1)[1],
+            "",
+            f"Held-out logs: `{self.source.get('file')}`; {self.source.get('rows', 0):,} rows, "
+            f"{self.source.get('sessions', 0):,} sessions, {self.source.get('users', 0):,} users.",
+            "",
+        ]
+        for note in self.notes:
+            lines += [f"> {note}", ""]
+        lines += ["## Figures", "", _md_table(self.metrics), ""]
+        lines += ["## How the simulated sessions were driven", "", self.sessions.driving, ""]
+        lines += ["## Policy ranking", ""]
+        if self.ranking is None:
+            lines += ["Not run: no ground-truth world and no logged propensities.", ""]
+        else:
+            lines += [f"Reference: {self.ranking.reference}.", ""]
+            lines += [f"Logging policy: {self.logging_policy}.", ""]
+            if self.ranking.note:
+                lines += [self.ranking.note, ""]
+            lines += [_md_policies(self.ranking), ""]
+        lines += ["## Confounding", "", self.confounding.message, ""]
+        text = "\n".join(lines)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    # ------------------------------------------------------------------------ HTML
+
+    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
+        """One self-contained HTML page (plots embedded); written to ``path`` when given."""
+        text = _render_html(self)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def _verdict(m: Metric) -> str:
+    return {True: "pass", False: "FAIL", None: "-"}[m.passed]
+
+
+def _md_table(metrics: tuple[Metric, ...]) -> str:
+    rows = [
+        "| figure | value | 95% CI | noise floor (sd) | gate | verdict | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in metrics:
+        floor = (
+            f"{_fmt(m.noise_floor)} ({_fmt(m.noise_floor_sd)})"
+            if math.isfinite(m.noise_floor)
+            else "-"
+        )
+        gate = f"{m.direction} {_fmt(m.threshold)}" if m.threshold is not None else "-"
+        ci = f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]" if math.isfinite(m.ci_low) else "-"
+        rows.append(
+            f"| {m.label} | {_fmt(m.value)} | {ci} | {floor} | {gate} | {_verdict(m)} "
+            f"| {m.note.replace('|', '/')} |"
+        )
+    return "\n".join(rows)
+
+
+def _md_policies(r: RankingResult) -> str:
+    kinds = [k for k in ("watch", "clicks", "length") if k in r.policies[0].sim]
+    head = "| policy | " + " | ".join(f"{k}: sim / reference (error)" for k in kinds) + " |"
+    rows = [head, "|---|" + "---|" * len(kinds)]
+    for p in r.policies:
+        cells = []
+        for k in kinds:
+            err = p.rel_error[k][0]
+            cells.append(f"{_fmt(p.sim[k])} / {_fmt(p.ref[k])} ({err:+.1%})")
+        name = p.name + (" (withheld: " + p.withheld + ")" if p.withheld else "")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _png(fig: Any) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def validate(
+    simulator: Simulator,
+    holdout_logs: Logs,
+    *,
+    rng: np.random.Generator,
+    progress: bool = False,
+    world: World | None = None,
+    policies: list[Policy] | None = None,
+    default_policy_set: bool = True,
+    gates: Gates | None = None,
+    n_sessions: int = 4000,
+    n_candidates: int = 20,
+    n_bootstrap: int = 200,
+    n_splits: int = 30,
+    drop_training_users: bool = True,
+) -> FidelityReport:
+    """Check a simulator against held-out logs and return the fidelity report.
+
+    Parameters
+    ----------
+    simulator
+        The fitted simulator.
+    holdout_logs
+        Held-out logs (users the simulator was not fitted on), from :func:`simkit.logs.read_logs`.
+    rng
+        Generator; every check draws from its own spawned stream.
+    progress
+        Show progress bars.
+    world
+        The synthetic world the logs came from: the policy-ranking reference becomes the truth.
+    policies
+        Extra policies for the ranking check (:class:`simkit.validation.policies.Policy`).
+    default_policy_set
+        Include random, popular, greedy on clicks, greedy on watch time and the logging-policy model.
+    gates
+        Thresholds; ``Gates()`` when omitted.
+    n_sessions
+        Sessions per policy in the ranking check (at least 4,000 to judge a 10% value error).
+    n_candidates
+        Candidates offered per step in the ranking check.
+    n_bootstrap
+        Bootstrap resamples behind the intervals.
+    n_splits
+        Random half-splits behind each noise floor (at least 30).
+    drop_training_users
+        Drop held-out rows of users the simulator was fitted on (said in the report's notes).
+
+    Returns
+    -------
+    FidelityReport
+
+    Raises
+    ------
+    TypeError
+        When ``simulator`` or ``holdout_logs`` is of the wrong type.
+    ConfigError
+        When ``n_splits`` is below 30.
+
+    Examples
+    --------
+    >>> report = validate(sim, holdout, rng=np.random.default_rng(0))  # doctest: +SKIP
+    >>> report.to_html("report.html"); print(report.summary())         # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    from simkit.errors import ConfigError, LogError
+    from simkit.fitters import replay_with
+
+    if not isinstance(simulator, Simulator):
+        raise TypeError(f"simulator must be a simkit Simulator; got {type(simulator)}")
+    if not isinstance(holdout_logs, Logs):
+        raise TypeError(f"holdout_logs must be simkit Logs (read_logs); got {type(holdout_logs)}")
+    if n_splits < 30:
+        raise ConfigError(
+            f"n_splits must be at least 30 (single half-splits vary by a factor of 1.7); got "
+            f"{n_splits}."
+        )
+    gates = gates or Gates()
+    notes: list[str] = []
+    logs = holdout_logs
+    if drop_training_users:
+        seen = logs.frame["user_id"].isin(simulator.users.user_ids).to_numpy()
+        if seen.all():
+            notes.append(
+                "Every held-out user is also in the simulator's training logs, so the figures "
+                "are optimistic; validate on users held out of the fit (simkit fit holds out "
+                "20% of users)."
+            )
+        elif seen.any():
+            n_users = logs.frame.loc[seen, "user_id"].nunique()
+            logs = logs.subset(~seen)
+            notes.append(
+                f"{n_users:,} users ({int(seen.sum()):,} rows) of these logs were in the "
+                "simulator's training logs and were left out; the report covers the "
+                f"{logs.n_users:,} other users."
+            )
+    if logs.n_sessions < 10 or int(logs.frame["clicked"].sum()) < 2:
+        raise LogError(
+            f"{logs.source}: validation needs at least 10 held-out sessions with some clicks; got "
+            f"{logs.n_sessions} sessions and {int(logs.frame['clicked'].sum())} clicks. Provide "
+            "more held-out logs."
+        )
+    imp_rng, sess_rng, pol_rng, rank_rng, conf_rng = rng.spawn(5)
+    bar = tqdm(total=6, desc="validate", disable=not progress, leave=False)
+    prep = replay_with(simulator, logs)
+    bar.update()
+    impression = impression_fidelity(
+        simulator,
+        logs,
+        rng=imp_rng,
+        gates=gates,
+        prepared=prep,
+        n_bootstrap=n_bootstrap,
+        n_splits=n_splits,
+    )
+    bar.update()
+    held = heldout_sessions(simulator, logs)
+    sessions = session_fidelity(
+        simulator,
+        logs,
+        rng=sess_rng,
+        gates=gates,
+        held=held,
+        n_bootstrap=n_bootstrap,
+        n_splits=n_splits,
+    )
+    bar.update()
+    logging_model = fit_logging_policy(simulator, held, rng=pol_rng)
+    bar.update()
+    chosen = (default_policies(logging_model) if default_policy_set else []) + list(policies or [])
+    names = [p.name for p in chosen]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"policy names must be unique; got {names}.")
+    ranking = (
+        policy_ranking(
+            simulator,
+            held,
+            chosen,
+            rng=rank_rng,
+            world=world,
+            gates=gates,
+            n_sessions=n_sessions,
+            n_candidates=n_candidates,
+            progress=progress,
+        )
+        if chosen
+        else None
+    )
+    bar.update()
+    confounding = confounding_check(simulator, logs, rng=conf_rng, gates=gates, prepared=prep)
+    bar.update()
+    bar.close()
+    if held.slates:
+        notes.append("The logs hold slates; session simulation replays one item per step.")
+    from simkit import __version__
+
+    return FidelityReport(
+        gates=gates,
+        impression=impression,
+        sessions=sessions,
+        ranking=ranking,
+        confounding=confounding,
+        logging_policy=logging_model.describe(),
+        source={
+            "file": logs.source,
+            "rows": logs.n_rows,
+            "sessions": logs.n_sessions,
+            "users": logs.n_users,
+            "has_propensity": logs.has_propensity,
+            "simulator_train_rows": simulator.metrics.get("train_rows"),
+        },
+        notes=tuple(notes),
+        simkit_version=str(__version__),
+    )
+
+
+# ---------------------------------------------------------------------------- HTML rendering
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1100px;color:#222;line-height:1.45;padding:0 1em}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;width:100%;font-size:.9em;margin:.6em 0}
+th,td{border:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}
+th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pass{color:#11692b;font-weight:600} .fail{color:#b00020;font-weight:700} .na{color:#888}
+.banner{padding:.6em 1em;border-radius:6px;font-size:1.1em;margin:1em 0}
+.banner.ok{background:#e6f4ea;border:1px solid #11692b}
+.banner.bad{background:#fdecea;border:1px solid #b00020}
+.warn{background:#fff4e5;border:1px solid #e08a00;padding:.6em 1em;border-radius:6px}
+figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.9em;color:#555}
+"""
+
+
+def _figure(name: str, caption: str, b64: str) -> str:
+    return (
+        f'<figure id="fig-{name}"><img alt="{html.escape(caption)}" '
+        f'src="data:image/png;base64,{b64}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    )
+
+
+def _ecdf_plot(report: FidelityReport) -> str:
+    from matplotlib.figure import Figure
+
+    panels = [(k, DISTRIBUTIONS[k], report.sessions.ecdf.get(k)) for k in DISTRIBUTIONS]
+    panels.append(
+        (
+            "watch_impression",
+            "Watch time of clicked rows (s), per impression",
+            report.impression.watch_quantiles or None,
+        )
+    )
+    fig = Figure(figsize=(12, 6.5))
+    axes = fig.subplots(2, 3).ravel()
+    qs = np.linspace(0, 1, 101)
+    for ax, (_, title, data) in zip(axes, panels):
+        ax.set_title(title, fontsize=9)
+        if not data:
+            ax.text(0.5, 0.5, "not available", ha="center", va="center")
+            continue
+        ax.step(data["real"], qs, where="post", label="held-out", color="#222")
+        ax.step(data["sim"], qs, where="post", label="simulated", color="#d9480f", ls="--")
+        if title.endswith("(s)") or "watch" in title.lower():
+            ax.set_xscale("symlog", linthresh=10)
+        ax.set_ylabel("ECDF")
+        ax.legend(fontsize=8, loc="lower right")
+    axes[-1].axis("off")
+    return _png(fig)
+
+
+def _reliability_plot(report: FidelityReport) -> str:
+    from matplotlib.figure import Figure
+
+    rel = report.impression.reliability
+    fig = Figure(figsize=(4.8, 4.5))
+    ax = fig.subplots()
+    hi = max([*rel.mean_predicted, *rel.observed_rate, 0.05]) * 1.05
+    ax.plot([0, hi], [0, hi], color="#999", lw=1, label="perfect calibration")
+    ax.plot(rel.mean_predicted, rel.observed_rate, "o-", color="#1c7ed6", label="click model")
+    ax.set_xlabel("mean predicted click probability (decile of predictions)")
+    ax.set_ylabel("observed click rate")
+    ax.set_xlim(0, hi)
+    ax.set_ylim(0, hi)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _policy_plot(report: FidelityReport) -> str:
+    from matplotlib.figure import Figure
+
+    r = report.ranking
+    assert r is not None
+    kinds = [k for k in ("watch", "clicks") if k in r.policies[0].sim]
+    fig = Figure(figsize=(11, 4))
+    axes = np.atleast_1d(fig.subplots(1, len(kinds)))
+    names = [p.name for p in r.policies]
+    x = np.arange(len(names))
+    for ax, kind in zip(axes, kinds):
+        sim = [p.sim[kind] for p in r.policies]
+        sim_se = [p.sim_se[kind] for p in r.policies]
+        ref = [p.ref[kind] if not p.withheld else np.nan for p in r.policies]
+        ref_se = [p.ref_se[kind] for p in r.policies]
+        ax.bar(
+            x - 0.2, sim, 0.4, yerr=1.96 * np.asarray(sim_se), label="simulator", color="#d9480f"
+        )
+        ax.bar(
+            x + 0.2, ref, 0.4, yerr=1.96 * np.nan_to_num(ref_se), label="reference", color="#495057"
+        )
+        ax.set_xticks(x, names, rotation=25, ha="right", fontsize=8)
+        ax.set_title({"watch": "watch time", "clicks": "clicks"}[kind], fontsize=10)
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _html_table(metrics: tuple[Metric, ...]) -> str:
+    head = (
+        "<table id='figures'><thead><tr><th>section</th><th>figure</th><th>value</th>"
+        "<th>95% CI</th><th>noise floor (sd)</th><th>gate</th><th>verdict</th><th>note</th>"
+        "</tr></thead><tbody>"
+    )
+    rows = []
+    for m in metrics:
+        floor = (
+            f"{_fmt(m.noise_floor)} ({_fmt(m.noise_floor_sd)})"
+            if math.isfinite(m.noise_floor)
+            else "-"
+        )
+        gate = f"{m.direction} {_fmt(m.threshold)}" if m.threshold is not None else "-"
+        ci = f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]" if math.isfinite(m.ci_low) else "-"
+        cls = {True: "pass", False: "fail", None: "na"}[m.passed]
+        rows.append(
+            f"<tr data-key='{html.escape(m.key)}'><td>{m.section}</td><td>{html.escape(m.label)}"
+            f"</td><td class='num'>{_fmt(m.value)}</td><td class='num'>{ci}</td>"
+            f"<td class='num'>{floor}</td><td>{html.escape(gate)}</td>"
+            f"<td class='{cls}'>{_verdict(m)}</td><td>{html.escape(m.note)}</td></tr>"
+        )
+    return head + "".join(rows) + "</tbody></table>"
+
+
+def _html_policies(r: RankingResult) -> str:
+    kinds = [k for k in ("watch", "clicks", "length") if k in r.policies[0].sim]
+    head = (
+        "<table id='policies'><thead><tr><th>policy</th>"
+        + "".join(
+            f"<th>{k}: simulator</th><th>{k}: reference</th><th>{k}: relative error [95% CI]</th>"
+            for k in kinds
+        )
+        + "</tr></thead><tbody>"
+    )
+    rows = []
+    for p in r.policies:
+        cells = []
+        for k in kinds:
+            v, lo, hi = p.rel_error[k]
+            ref = html.escape(p.withheld) if p.withheld else _fmt(p.ref[k])
+            cells.append(
+                f"<td class='num'>{_fmt(p.sim[k])}</td><td class='num'>{ref}</td>"
+                f"<td class='num'>{v:+.1%} [{lo:+.1%}, {hi:+.1%}]</td>"
+            )
+        tag = " (logging-policy model)" if p.is_logging_model else ""
+        rows.append(f"<tr><td>{html.escape(p.name)}{tag}</td>{''.join(cells)}</tr>")
+    return head + "".join(rows) + "</tbody></table>"
+
+
+def _render_html(report: FidelityReport) -> str:
+    esc = html.escape
+    ok = report.passed
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>simkit fidelity report</title><style>" + _CSS + "</style></head><body>",
+        "<h1>simkit fidelity report</h1>",
+        f"<p>Held-out logs <code>{esc(str(report.source.get('file')))}</code>: "
+        f"{report.source.get('rows', 0):,} rows, {report.source.get('sessions', 0):,} sessions, "
+        f"{report.source.get('users', 0):,} users. simkit {esc(report.simkit_version)}, "
+        f"{esc(report.created)}.</p>",
+        f"<div class='banner {'ok' if ok else 'bad'}' id='verdict'>"
+        f"{esc(report.summary().splitlines()[0])}</div>",
+    ]
+    parts += [f"<p class='warn'>{esc(n)}</p>" for n in report.notes]
+    if report.confounding.fired:
+        parts.append(
+            f"<p class='warn' id='confounding-warning'>{esc(report.confounding.message)}</p>"
+        )
+    parts += [
+        "<h2>Every figure</h2>",
+        "<p>Each KS distance stands beside its noise floor: the same statistic between two random "
+        "halves of the held-out sessions, averaged over at least 30 splits (standard deviation in "
+        "brackets). Intervals are percentile bootstraps over held-out sessions (users for the "
+        "confounding check).</p>",
+        _html_table(report.metrics),
+        "<h2>Per-impression fidelity</h2>",
+        f"<p>{report.impression.n_rows:,} held-out impressions replayed through the simulator's "
+        f"state code; click rate {report.impression.click_rate:.3f}.</p>",
+        _figure(
+            "reliability",
+            "Reliability diagram of the click model on held-out impressions",
+            _reliability_plot(report),
+        ),
+        "<h2>Session-level fidelity</h2>",
+        f"<p>{esc(report.sessions.driving)}</p>",
+        _figure(
+            "ecdf",
+            "ECDFs, simulated (dashed) vs held-out (solid): session distributions "
+            "and per-impression watch time",
+            _ecdf_plot(report),
+        ),
+        "<h2>Policy ranking</h2>",
+    ]
+    if report.ranking is None:
+        parts.append("<p>Not run: no ground-truth world and no logged propensities.</p>")
+    else:
+        r = report.ranking
+        parts += [
+            f"<p>Reference: {esc(r.reference)}. {r.n_sessions:,} sessions (decisions under OPE) "
+            f"per policy, {r.n_candidates} uniformly drawn candidates per step. The logging policy "
+            f"is {esc(report.logging_policy)}. {esc(r.note)}</p>",
+            _figure(
+                "policies",
+                "Per-policy values: simulator vs reference (95% intervals)",
+                _policy_plot(report),
+            ),
+            _html_policies(r),
+        ]
+    parts += [
+        "<h2>Confounding check</h2>",
+        f"<p id='confounding'>{esc(report.confounding.message)}</p>",
+    ]
+    c = report.confounding
+    if c.ran:
+        parts.append(
+            f"<p>Relative held-out log-loss improvement from the logged propensity: {c.gain:+.2%} "
+            f"(95% CI [{c.ci_low:+.2%}, {c.ci_high:+.2%}], bootstrap over {c.n_users:,} users); "
+            f"the check fires when the lower bound exceeds {c.threshold:.1%}.</p>"
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)
