@@ -82,21 +82,50 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import numpy as np
 
     from simkit.logs import read_logs
     from simkit.simulator import Simulator
-    from simkit.validation import validate
+    from simkit.validation import Gates, validate
 
+    known = {f.name for f in dataclasses.fields(Gates)}
+    overrides: dict[str, float] = {}
+    problems = []
+    for text in args.gates or []:
+        name, _, value = text.partition("=")
+        try:
+            overrides[name.strip()] = float(value)
+        except ValueError:
+            problems.append(f"expected NAME=NUMBER (e.g. click_auc_min=0.65); got {text!r}")
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        problems.append(
+            f"unknown gate(s) {', '.join(unknown)}; known gates: {', '.join(sorted(known))}"
+        )
+    if problems:
+        print("simkit validate: " + "; ".join(problems) + ".", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    gates = Gates(**overrides)
     simulator = Simulator.load(args.simulator)
     holdout = read_logs(args.logs, items=args.items)
-    report = validate(simulator, holdout, rng=np.random.default_rng(args.seed), progress=True)
+    report = validate(
+        simulator,
+        holdout,
+        rng=np.random.default_rng(args.seed),
+        progress=not args.quiet,
+        gates=gates,
+        n_sessions=args.sessions,
+    )
     report.to_html(args.out)
     base = str(args.out).removesuffix(".html")
     report.to_json(base + ".json")
     report.to_markdown(base + ".md")
     print(report.summary())
     print(f"report written to {args.out} (and {base}.json, {base}.md)")
+    print(f"  time {time.perf_counter() - start:.1f} s")
     if args.strict and not report.passed:
         raise FidelityError(
             "Fidelity gates failed (see the report); exiting 1 because of --strict."
@@ -141,8 +170,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", required=True, help="held-out logs")
     p.add_argument("--items", help="item catalogue")
     p.add_argument("--out", default="report.html", help="HTML report path (report.html)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulations and bootstraps")
     p.add_argument("--strict", action="store_true", help="exit 1 when a fidelity gate fails")
+    p.add_argument(
+        "--gates",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="override gate thresholds, e.g. click_auc_min=0.65 ks_margin=0.03",
+    )
+    p.add_argument(
+        "--sessions", type=int, default=4000, help="sessions per policy in the ranking (4000)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_validate)
     return parser
 

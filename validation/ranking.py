@@ -13,7 +13,8 @@ the same policies are valued by a reference:
 
 Figures, for session watch time and clicks per session (per decision under OPE): the share of
 *clearly different* pairs (reference values more than ``Gates.clear_pair_gap`` apart, relative to
-the larger) that the simulator orders the same way; Kendall's tau; Spearman's rho (reported, never
+the larger, and more than two standard errors of their difference, which matters for noisy
+off-policy references) that the simulator orders the same way; Kendall's tau; Spearman's rho (reported, never
 gated: over near-ties it measures noise); the relative value error of every policy with a bootstrap
 interval; the mean and the largest absolute relative error; and the logging-policy model's error.
 
@@ -38,6 +39,7 @@ from scipy import stats
 from simkit.simulator import Simulator
 from simkit.validation.fidelity import Gates, Metric, percentile_interval
 from simkit.validation.ope import snips
+from simkit.validation.ope_sequential import pdis
 from simkit.validation.policies import (
     LoggingPolicyModel,
     Policy,
@@ -62,7 +64,9 @@ class PolicyResult:
 
     ``sim``, ``ref``: value kind (``"watch"``, ``"clicks"``, ``"length"``) -> mean; ``ref_se``
     their standard errors; ``rel_error`` -> ``(value, ci_low, ci_high)`` of ``sim / ref - 1``;
-    ``withheld`` says why a reference value is missing (e.g. not enough overlap).
+    ``withheld`` says why a reference value is missing (e.g. not enough overlap);
+    ``session_ope`` is the per-decision IS estimate of the session watch time under OPE, or the
+    reason it is withheld.
     """
 
     name: str
@@ -73,6 +77,7 @@ class PolicyResult:
     rel_error: dict[str, tuple[float, float, float]]
     is_logging_model: bool = False
     withheld: str = ""
+    session_ope: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,18 +131,37 @@ def _result(
     )
 
 
+def _excess(rel: tuple[float, float, float]) -> float:
+    """Distance of a relative-error interval from zero (0 when it covers zero)."""
+    _, lo, hi = rel
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0.0 <= hi:
+        return 0.0 if np.isfinite(lo) and np.isfinite(hi) else abs(rel[0])
+    return min(abs(lo), abs(hi))
+
+
 def ranking_metrics(
-    policies: tuple[PolicyResult, ...], *, gates: Gates, kinds: dict[str, str] = VALUES
+    policies: tuple[PolicyResult, ...],
+    *,
+    gates: Gates,
+    kinds: dict[str, str] = VALUES,
+    beyond_noise: bool = False,
 ) -> tuple[Metric, ...]:
-    """Clear-pair share, Kendall, Spearman and relative errors over policies with a reference."""
+    """Clear-pair share, Kendall, Spearman and relative errors over policies with a reference.
+
+    With ``beyond_noise`` (noisy off-policy references) the error gates read each policy's error
+    beyond its 95% interval (zero when the interval covers zero) instead of the point error.
+    """
     out: list[Metric] = []
     usable = [p for p in policies if not p.withheld]
     for kind, words in kinds.items():
         sim = np.array([p.sim[kind] for p in usable])
         ref = np.array([p.ref[kind] for p in usable])
+        se = np.nan_to_num(np.array([p.ref_se[kind] for p in usable]))
         clear = correct = 0
         for i, j in combinations(range(len(usable)), 2):
-            if abs(ref[i] - ref[j]) > gates.clear_pair_gap * max(abs(ref[i]), abs(ref[j])):
+            gap = abs(ref[i] - ref[j])
+            noise = 2.0 * np.hypot(se[i], se[j])
+            if gap > gates.clear_pair_gap * max(abs(ref[i]), abs(ref[j])) and gap > noise:
                 clear += 1
                 correct += int(np.sign(sim[i] - sim[j]) == np.sign(ref[i] - ref[j]))
         share = correct / clear if clear else float("nan")
@@ -149,7 +173,8 @@ def ranking_metrics(
                 value=share,
                 threshold=gates.clear_pairs_min,
                 direction=">=",
-                note=f"{correct} of {clear} pairs more than {gates.clear_pair_gap:.0%} apart",
+                note=f"{correct} of {clear} pairs more than {gates.clear_pair_gap:.0%} apart "
+                "(and more than 2 standard errors of the reference)",
             )
         )
         enough = len(usable) >= 3
@@ -172,7 +197,11 @@ def ranking_metrics(
                 value=float(rho),
             )
         )
-        errors = np.array([abs(p.rel_error[kind][0]) for p in usable])
+        if beyond_noise:
+            errors = np.array([_excess(p.rel_error[kind]) for p in usable])
+            words = f"{words}, beyond the 95% interval"
+        else:
+            errors = np.array([abs(p.rel_error[kind][0]) for p in usable])
         worst = usable[int(np.argmax(errors))].name if len(errors) else ""
         out.append(
             Metric.gated(
@@ -194,7 +223,7 @@ def ranking_metrics(
             )
         )
         logging = [p for p in usable if p.is_logging_model]
-        if logging:
+        if logging and not beyond_noise:
             value, lo, hi = logging[0].rel_error[kind]
             out.append(
                 Metric.gated(
@@ -359,25 +388,31 @@ def ope_reference(
     rng: np.random.Generator,
     gates: Gates,
     n_candidates: int = 20,
-    max_decisions: int = 2000,
-    n_draws: int = 8,
+    max_sessions: int = 300,
+    n_draws: int = 4,
     n_bootstrap: int = 300,
     progress: bool = False,
 ) -> RankingResult:
     """Per-decision values: the simulator's (direct method) against SNIPS on the held-out logs.
 
-    See the module docstring. Estimates whose effective sample size is below the OPE module's
-    minimum are withheld ("not enough overlap") and those policies leave the comparison.
+    See the module docstring. Up to ``max_sessions`` held-out sessions are used whole; the target
+    probability of each logged item is a Monte Carlo over ``n_draws`` candidate sets. Estimates
+    whose effective sample size is below the OPE module's minimum are withheld ("not enough
+    overlap") and those policies leave the comparison.
     """
     from tqdm.auto import tqdm
 
     pick_rng, mc_rng, boot_rng = rng.spawn(3)
-    n_steps = len(held.step_item)
-    steps = np.arange(n_steps)
-    if n_steps > max_decisions:
-        steps = np.sort(pick_rng.choice(n_steps, size=max_decisions, replace=False))
-    state, order = teacher_forced_states(sim, held, steps)
-    steps = steps[order]
+    sessions = np.arange(held.n_sessions)
+    if held.n_sessions > max_sessions:
+        sessions = np.sort(pick_rng.choice(held.n_sessions, size=max_sessions, replace=False))
+    length = held.length[sessions]
+    first = np.repeat(held.step_offsets[sessions], length)
+    t_all = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
+    state, order = teacher_forced_states(sim, held, first + t_all)
+    steps = (first + t_all)[order]
+    t_of_step = t_all[order]
+    session_of_step = np.repeat(sessions, length)[order]
     logged = held.step_item[steps]
     prop = held.step_propensity[steps]
     rewards = {"watch": held.step_watch[steps], "clicks": held.step_click[steps].astype(float)}
@@ -401,6 +436,15 @@ def ope_reference(
             lo = s_mean[kind] / est.ci_high - 1.0 if est.ci_high > 0 else float("nan")
             hi = s_mean[kind] / est.ci_low - 1.0 if est.ci_low > 0 else float("nan")
             rel[kind] = (float(point), float(lo), float(hi))
+        session = pdis(
+            rewards["watch"],
+            np.clip(pi, 0.0, 1.0),
+            prop,
+            session_of_step,
+            step=t_of_step,
+            rng=boot_rng,
+            n_bootstrap=n_bootstrap,
+        )
         results.append(
             PolicyResult(
                 name=policy.name,
@@ -411,6 +455,7 @@ def ope_reference(
                 rel_error=rel,
                 is_logging_model=isinstance(policy, LoggingPolicyModel),
                 withheld=withheld,
+                session_ope=f"PDIS session watch time: {session.display_value}",
             )
         )
     res = tuple(results)
@@ -421,9 +466,11 @@ def ope_reference(
             "simulator's figure is its own per-decision value at the same states"
         ),
         policies=res,
-        metrics=ranking_metrics(res, gates=gates, kinds=kinds),
+        metrics=ranking_metrics(res, gates=gates, kinds=kinds, beyond_noise=True),
         n_sessions=len(steps),
         n_candidates=n_candidates,
-        note="Per-decision values only: off-policy estimates of whole sessions rarely have the "
-        "overlap to mean anything, so the session-level consequences of a policy are not checked.",
+        note=f"Per-decision values at {len(steps):,} logged decisions of {len(sessions):,} "
+        "held-out sessions. Off-policy estimates of whole sessions (per-decision importance "
+        "sampling) rarely have the overlap to mean anything; they are shown beside each policy, "
+        "or withheld when their effective sample size is below the minimum, and never gated.",
     )

@@ -165,6 +165,7 @@ class FidelityReport:
                         "name": p.name,
                         "is_logging_model": p.is_logging_model,
                         "withheld": p.withheld,
+                        "session_ope": p.session_ope,
                         "sim": p.sim,
                         "sim_se": p.sim_se,
                         "reference": p.ref,
@@ -308,9 +309,11 @@ def _md_policies(r: RankingResult) -> str:
     for p in r.policies:
         cells = []
         for k in kinds:
-            err = p.rel_error[k][0]
-            cells.append(f"{_fmt(p.sim[k])} / {_fmt(p.ref[k])} ({err:+.1%})")
+            err, lo, hi = p.rel_error[k]
+            cells.append(f"{_fmt(p.sim[k])} / {_fmt(p.ref[k])} ({err:+.1%} [{lo:+.1%}, {hi:+.1%}])")
         name = p.name + (" (withheld: " + p.withheld + ")" if p.withheld else "")
+        if p.session_ope:
+            name += f"; {p.session_ope}"
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -645,6 +648,8 @@ def _html_policies(r: RankingResult) -> str:
                 f"<td class='num'>{v:+.1%} [{lo:+.1%}, {hi:+.1%}]</td>"
             )
         tag = " (logging-policy model)" if p.is_logging_model else ""
+        if p.session_ope:
+            tag += f"<br><small>{html.escape(p.session_ope)}</small>"
         rows.append(f"<tr><td>{html.escape(p.name)}{tag}</td>{''.join(cells)}</tr>")
     return head + "".join(rows) + "</tbody></table>"
 
