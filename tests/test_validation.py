@@ -23,7 +23,6 @@ from simkit.validation import (
     Metric,
     PolicyContext,
     confounding_check,
-    default_policies,
     fit_logging_policy,
     heldout_sessions,
     run_in_simulator,
@@ -253,12 +252,16 @@ def test_report_with_propensities_withholds_session_estimates_without_overlap(
             return out
 
     report = validate(
-        sim, held, rng=np.random.default_rng(0), policies=[FirstCandidate()], n_bootstrap=50
+        sim,
+        held,
+        rng=np.random.default_rng(0),
+        policies=[RandomPolicy(), FirstCandidate()],
+        default_policy_set=False,
+        n_bootstrap=50,
     )
     r = report.ranking
     assert r is not None and "off-policy" in r.reference
-    assert [p.name for p in r.policies][-1] == "first-candidate"
-    assert len(r.policies) == len(default_policies()) + 2
+    assert [p.name for p in r.policies] == ["random", "first-candidate"]
     for p in r.policies:
         assert p.session_ope.startswith("PDIS session watch time: not enough overlap (ESS=")
     md = report.to_markdown()
@@ -286,7 +289,8 @@ def test_validate_rejects_bad_arguments_and_notes_training_users(small) -> None:
 def test_cli_validate_writes_the_three_reports(small, tmp_path: Path, capsys) -> None:
     _, _, held, sim = small
     sim.save(tmp_path / "sim")
-    held.frame.to_parquet(tmp_path / "held.parquet")
+    # without propensities (and without a world) the ranking and confounding checks are skipped
+    held.frame.drop(columns=["propensity"]).to_parquet(tmp_path / "held.parquet")
     held.items.to_parquet(tmp_path / "items.parquet")
     args = ["validate", str(tmp_path / "sim"), "--logs", str(tmp_path / "held.parquet")]
     args += ["--items", str(tmp_path / "items.parquet"), "--out", str(tmp_path / "rep.html")]
@@ -300,3 +304,13 @@ def test_cli_validate_writes_the_three_reports(small, tmp_path: Path, capsys) ->
     for name in ("rep.html", "rep.json", "rep.md"):
         assert (tmp_path / name).stat().st_size > 1000
     assert json.loads((tmp_path / "rep.json").read_text())["gates"]["ks_margin"] == 0.1
+
+
+@pytest.mark.parametrize("module_name", ["fidelity", "sessions", "policies", "report"])
+def test_docstring_examples_run(module_name: str) -> None:
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"simkit.validation.{module_name}")
+    result = doctest.testmod(module, extraglobs={"np": np}, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

@@ -76,7 +76,7 @@ def default_report(default_case: Case):
 @pytest.fixture(scope="module")
 def confounded_report(confounded_case: Case):
     c = confounded_case
-    return validate(c.sim, c.held, rng=np.random.default_rng(7), world=c.world, n_sessions=4000)
+    return validate(c.sim, c.held, rng=np.random.default_rng(7), world=c.world, n_sessions=2500)
 
 
 def _metric(report, key: str):

@@ -121,7 +121,8 @@ def _fit_predict(
         valid_sets=[dval],
         callbacks=[lgb.early_stopping(30, verbose=False)],
     )
-    return booster.predict(x[~train], num_iteration=booster.best_iteration, num_threads=1)
+    pred = booster.predict(x[~train], num_iteration=booster.best_iteration, num_threads=1)
+    return np.asarray(pred, dtype=np.float64)
 
 
 def _row_loss(y: NDArray[np.float64], p: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -13,7 +13,8 @@ gets exactly the features the simulator would see. On those rows:
   halves of the held-out sessions' clicked rows, averaged over ``n_splits`` splits).
 
 Every figure has a percentile bootstrap 95% interval over held-out *sessions* (impressions of one
-session are not independent). The bootstrap is vectorised: each resample is a vector of session
+session are not independent). Calibration error and KS distance are biased upward under
+resampling, so their intervals can sit above the point estimate. The bootstrap is vectorised: each resample is a vector of session
 counts, and every statistic is computed as a weighted statistic under those counts.
 
 References

@@ -80,7 +80,10 @@ class PolicyContext:
 class Policy(Protocol):
     """A policy over ``K`` candidates: ``proba(ctx)`` gives its choice distribution, (n, K)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Unique name shown in the report."""
+        ...
 
     def proba(self, ctx: PolicyContext) -> NDArray[np.float64]:
         """Probability of choosing each candidate, shape (n, K), rows summing to 1."""

@@ -134,8 +134,11 @@ class FidelityReport:
             f"{self.source.get('rows', 0):,} rows)."
         ]
         for m in self.failed:
+            ci = f" [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]" if math.isfinite(m.ci_low) else ""
+            note = f"; {m.note}" if m.note.startswith("gated on") else ""
             lines.append(
-                f"  FAILED {m.label}: {_fmt(m.value)} (gate {m.direction} {_fmt(m.threshold)})"
+                f"  FAILED {m.label}: {_fmt(m.value)}{ci} (gate {m.direction} "
+                f"{_fmt(m.threshold)}{note})"
             )
         by_key = {m.key: m for m in self.metrics}
         for key in ("click_auc", "continue_auc", "watch_ks"):

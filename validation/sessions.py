@@ -233,11 +233,13 @@ def heldout_sessions(sim: Simulator, logs: Logs) -> HeldoutSessions:
         step_click=(
             np.bincount(step_of_row, weights=clicked, minlength=len(step_first)) > 0
         ).astype(np.int64),
-        step_watch=np.bincount(step_of_row, weights=watch, minlength=len(step_first)),
+        step_watch=np.bincount(step_of_row, weights=watch, minlength=len(step_first)).astype(
+            np.float64
+        ),
         step_propensity=step_propensity,
         length=length,
-        clicks=np.bincount(session_codes, weights=clicked, minlength=n_sessions),
-        watch=np.bincount(session_codes, weights=watch, minlength=n_sessions),
+        clicks=np.bincount(session_codes, weights=clicked, minlength=n_sessions).astype(np.float64),
+        watch=np.bincount(session_codes, weights=watch, minlength=n_sessions).astype(np.float64),
         user_step_offsets=np.r_[0, np.cumsum(user_step_len)].astype(np.int64),
         user_step_items=step_item[by_user],
         slates=bool(len(step_first) < n_rows),
@@ -246,13 +248,11 @@ def heldout_sessions(sim: Simulator, logs: Logs) -> HeldoutSessions:
 
 def concat_states(states: list[SessionState]) -> SessionState:
     """One :class:`~simkit.state.SessionState` holding the sessions of several, in order."""
-    fields = states[0].__dict__
-    return SessionState(
-        **{
-            k: (None if v is None else np.concatenate([getattr(s, k) for s in states]))
-            for k, v in fields.items()
-        }
-    )
+    fields = {
+        k: (None if v is None else np.concatenate([getattr(s, k) for s in states]))
+        for k, v in states[0].__dict__.items()
+    }
+    return SessionState(**fields)  # type: ignore[arg-type]
 
 
 def teacher_forced_states(
