@@ -5,6 +5,15 @@ only what the logs record, plus noise) and ``confounded=True`` (the logger also 
 interest). Each gets one simulator fit and one :func:`simkit.validation.validate` run with the
 world as the ranking reference; every assertion below reads those reports (module-scoped
 fixtures). The multi-seed confounding sweep is behind ``slow``.
+
+Measured with this configuration over world seeds 0, 1, 2 (validate rng 7, 4,000 sessions per
+policy, 5 policies): every clearly different pair ordered correctly in both value kinds; clicks
+per session mean / largest relative error 5.4 / 9.5%, 1.4 / 2.0%, 3.2 / 5.5%, the logging-policy
+model's 2.5%, 1.8%, 2.8%; session watch time 16.8 / 33%, 12.0 / 17.4%, 11.4 / 20.3% because of
+the watch sampler (with Kaplan-Meier sampling of completed watches: 7.8 / 16.5%, 2.8 / 6.3%,
+6.4 / 8.2%). Confounded world: clicks 15.7 / 19.9%, 20.6 / 23.8%, 10.8 / 14.0%. Confounding check,
+relative log-loss gain [95% CI]: default -0.12% [-0.24, 0.00], +0.17% [+0.05, +0.30], +0.06%
+[-0.03, +0.15]; confounded +1.09% [+0.89, +1.32], +1.34% [+1.11, +1.56], +0.83% [+0.62, +1.05].
 """
 
 from __future__ import annotations

@@ -202,7 +202,7 @@ def ranking_metrics(
             words = f"{words}, beyond the 95% interval"
         else:
             errors = np.array([abs(p.rel_error[kind][0]) for p in usable])
-        worst = usable[int(np.argmax(errors))].name if len(errors) else ""
+        worst = usable[int(np.argmax(errors))].name if len(errors) and errors.max() > 0 else ""
         out.append(
             Metric.gated(
                 key=f"ranking.mean_error.{kind}",
