@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
 
 from simkit.errors import LogError
-from simkit.models import BinaryResponse, WatchResponse
+from simkit.models import BinaryResponse, WatchResponse, kaplan_meier
 
 __all__ = ["ClickModel", "ContinuationModel", "WatchTimeModel", "expected_calibration_error"]
 
@@ -227,6 +227,9 @@ class ContinuationModel(_BinaryModel):
 class WatchTimeModel(_LightGBMEstimator):
     """Watch time given a click: LightGBM on ``log1p(watch)`` plus residuals per prediction bin.
 
+    Rows that watched the item to its end (``watch >= duration``) are right-censored; each bin's
+    residual distribution is their Kaplan-Meier estimate (see :class:`simkit.models.WatchResponse`).
+
     Parameters
     ----------
     n_bins
@@ -270,18 +273,20 @@ class WatchTimeModel(_LightGBMEstimator):
         edges = np.unique(np.quantile(pred, np.linspace(0, 1, self.n_bins + 1)[1:-1]))
         bins = np.searchsorted(edges, pred)
         rng = np.random.default_rng(self.random_state)
-        keep_r, keep_c, offsets = [], [], [0]
+        support, cumulative = [], []
         for b in range(len(edges) + 1):
             idx = np.flatnonzero(bins == b)
             if len(idx) > self.max_residuals_per_bin:
                 idx = np.sort(rng.choice(idx, self.max_residuals_per_bin, replace=False))
-            keep_r.append(resid[idx])
-            keep_c.append(completed[idx])
-            offsets.append(offsets[-1] + len(idx))
+            values, mass = kaplan_meier(resid[idx], completed[idx])
+            support.append(values)
+            cum = np.minimum(np.cumsum(mass), 1.0)
+            cum[-1] = 1.0
+            cumulative.append(b + cum)
         self.bin_edges_ = edges
-        self.residuals_ = np.concatenate(keep_r)
-        self.completed_ = np.concatenate(keep_c)
-        self.bin_offsets_ = np.asarray(offsets, dtype=np.int64)
+        self.residuals_ = np.concatenate(support)
+        self.cumulative_ = np.concatenate(cumulative)
+        self.completed_share_ = float(completed.mean())
         return self
 
     def to_runtime(self) -> WatchResponse:
@@ -290,6 +295,5 @@ class WatchTimeModel(_LightGBMEstimator):
             booster=self.booster_,
             bin_edges=self.bin_edges_,
             residuals=self.residuals_,
-            completed=self.completed_,
-            bin_offsets=self.bin_offsets_,
+            cumulative=self.cumulative_,
         )

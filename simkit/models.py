@@ -13,7 +13,7 @@ import lightgbm as lgb
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["BinaryResponse", "WatchResponse", "predict_threads"]
+__all__ = ["BinaryResponse", "WatchResponse", "kaplan_meier", "predict_threads"]
 
 
 PREDICT_THREADS = 1
@@ -63,63 +63,86 @@ class BinaryResponse:
 class WatchResponse:
     """Watch time given a click: a regressor on ``log1p(watch)`` plus residuals by prediction bin.
 
-    Each residual remembers whether its row watched the item to the end (``completed``). Sampling
-    draws a residual from the bin of the prediction; a completed draw watches the current item to
-    its end, any other draw is kept only if it lies below the current item's duration (else it is
-    drawn again), so the sample follows the fitted distribution *given* the cap instead of piling
-    clipped mass onto it.
+    A row that watched its item to the end is right-censored: the user would have watched longer
+    had the item been longer. The residual distribution of each bin is therefore the Kaplan-Meier
+    estimate over its rows (completed rows count as censored), stored as support points with
+    cumulative probabilities; mass beyond the largest observed residual is an infinite residual.
+    Sampling draws a residual ``r`` from the bin of the prediction and returns
+    ``min(expm1(pred + r), duration)``: the fitted distribution given the cap, with no completion
+    of a short item turned into a full watch of a long one, and nothing censored twice.
+
+    Attributes
+    ----------
+    booster
+        LightGBM regressor on ``log1p(watch)``.
+    bin_edges
+        Edges of the prediction bins (``n_bins - 1`` values).
+    residuals
+        Support of each bin's residual distribution, bins one after another (``inf`` for the tail).
+    cumulative
+        ``bin + cumulative probability`` at each support point, increasing over the whole array,
+        so one ``searchsorted`` draws for rows of every bin at once.
     """
 
     booster: lgb.Booster
     bin_edges: NDArray[np.float64]
     residuals: NDArray[np.float64]
-    completed: NDArray[np.bool_]
-    bin_offsets: NDArray[np.int64]
+    cumulative: NDArray[np.float64]
 
     def predict_log(self, x: NDArray[np.float32]) -> NDArray[np.float64]:
         """Predicted ``log1p(watch seconds)`` for each row."""
         return _raw_predict(self.booster, x)
 
     def sample(
-        self,
-        x: NDArray[np.float32],
-        cap: NDArray[np.float64],
-        *,
-        rng: np.random.Generator,
-        max_redraws: int = 8,
+        self, x: NDArray[np.float32], cap: NDArray[np.float64], *, rng: np.random.Generator
     ) -> NDArray[np.float64]:
         """Sample watch seconds for clicked rows ``x`` with durations ``cap`` (NaN: no cap)."""
-        pred = self.predict_log(x)
-        return self.sample_from_prediction(pred, cap, rng=rng, max_redraws=max_redraws)
+        return self.sample_from_prediction(self.predict_log(x), cap, rng=rng)
 
     def sample_from_prediction(
-        self,
-        pred: NDArray[np.float64],
-        cap: NDArray[np.float64],
-        *,
-        rng: np.random.Generator,
-        max_redraws: int = 8,
+        self, pred: NDArray[np.float64], cap: NDArray[np.float64], *, rng: np.random.Generator
     ) -> NDArray[np.float64]:
         """Like :meth:`sample` from predictions already made."""
-        n = len(pred)
         bins = np.searchsorted(self.bin_edges, pred)
-        lo = self.bin_offsets[bins]
-        size = self.bin_offsets[bins + 1] - lo
+        pick = np.searchsorted(self.cumulative, bins + rng.random(len(pred)), side="right")
+        pick = np.minimum(pick, len(self.residuals) - 1)
+        resid = self.residuals[pick]
+        finite_max = self._finite_max()
         cap = np.asarray(cap, dtype=np.float64)
-        has_cap = np.isfinite(cap)
-        out = np.empty(n)
-        todo = np.arange(n)
-        for attempt in range(max_redraws + 1):
-            pick = lo[todo] + (rng.random(len(todo)) * size[todo]).astype(np.int64)
-            value = np.expm1(pred[todo] + self.residuals[pick])
-            done = self.completed[pick] & has_cap[todo]
-            value = np.where(done, cap[todo], value)
-            over = has_cap[todo] & ~done & (value > cap[todo])
-            if attempt == max_redraws:
-                value = np.where(over, cap[todo], value)
-                over[:] = False
-            out[todo[~over]] = value[~over]
-            todo = todo[over]
-            if len(todo) == 0:
-                break
-        return np.maximum(out, 0.0)
+        uncapped = ~np.isfinite(cap)
+        # the tail beyond every observed residual only exists where watching was capped
+        resid = np.where(np.isinf(resid) & uncapped, finite_max[bins], resid)
+        with np.errstate(over="ignore"):
+            value = np.expm1(pred + resid)
+        value = np.where(uncapped, value, np.minimum(value, cap))
+        return np.maximum(value, 0.0)
+
+    def _finite_max(self) -> NDArray[np.float64]:
+        n_bins = len(self.bin_edges) + 1
+        bin_of = np.minimum(np.floor(self.cumulative - 1e-12).astype(np.int64), n_bins - 1)
+        finite = np.isfinite(self.residuals)
+        out = np.full(n_bins, -np.inf)
+        np.maximum.at(out, bin_of[finite], self.residuals[finite])
+        return np.where(np.isfinite(out), out, 0.0)
+
+
+def kaplan_meier(
+    values: NDArray[np.float64], censored: NDArray[np.bool_]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Kaplan-Meier distribution of right-censored ``values``: (support, probability mass).
+
+    The mass left beyond the largest uncensored value (when the largest values are censored) is
+    put on ``+inf``.
+    """
+    order = np.lexsort((censored, values))  # events before censorings at ties
+    v, c = values[order], censored[order]
+    at_risk = len(v) - np.arange(len(v))
+    survival = np.cumprod(1.0 - (~c) / at_risk)
+    before = np.r_[1.0, survival[:-1]]
+    mass = before - survival
+    event = ~c
+    support, probs = v[event], mass[event]
+    tail = survival[-1] if len(survival) else 1.0
+    if tail > 1e-12:
+        support, probs = np.r_[support, np.inf], np.r_[probs, tail]
+    return support, probs

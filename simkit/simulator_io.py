@@ -90,8 +90,7 @@ def _write_files(sim: Simulator, folder: Path) -> dict[str, str]:
         "continue_calib_y": sim.cont.calib_y,
         "watch_bin_edges": sim.watch.bin_edges,
         "watch_residuals": sim.watch.residuals,
-        "watch_completed": sim.watch.completed,
-        "watch_bin_offsets": sim.watch.bin_offsets,
+        "watch_cumulative": sim.watch.cumulative,
         "stand_in_embedding": cat.embedding[n_items],
     }
     if sim.position_bias is not None:
@@ -251,8 +250,7 @@ def load_simulator(path: Path) -> Simulator:
             booster=_booster(path / "watch.txt"),
             bin_edges=arrays["watch_bin_edges"],
             residuals=arrays["watch_residuals"],
-            completed=arrays["watch_completed"],
-            bin_offsets=arrays["watch_bin_offsets"],
+            cumulative=arrays["watch_cumulative"],
         ),
         cont=BinaryResponse(
             _booster(path / "continue.txt"),

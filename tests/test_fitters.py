@@ -147,13 +147,17 @@ def test_feature_blind_watch_model_fails_the_quintile_gate(fitted) -> None:
     _, sim, _, _, _, held = fitted
     from dataclasses import replace
 
+    # pool the bins' residual distributions into one
+    w = sim.watch
+    bin_of = np.floor(w.cumulative - 1e-12)
+    prev = np.r_[0.0, w.cumulative[:-1]]
+    mass = w.cumulative - np.where(np.r_[True, bin_of[1:] != bin_of[:-1]], bin_of, prev)
+    order = np.argsort(w.residuals, kind="stable")
+    pooled = np.cumsum(mass[order]) / mass.sum()
+    pooled[-1] = 1.0
     blind = replace(
         sim,
-        watch=replace(
-            sim.watch,
-            bin_edges=np.zeros(0),
-            bin_offsets=np.array([0, len(sim.watch.residuals)]),
-        ),
+        watch=replace(w, bin_edges=np.zeros(0), residuals=w.residuals[order], cumulative=pooled),
     )
     # a feature-blind model: every row gets the mean prediction and the pooled residuals
     mean_pred = float(np.mean(sim.watch.predict_log(held.rows.x_click[held.rows.clicked > 0])))
