@@ -121,3 +121,27 @@ def test_batched_methods_shapes(tiny_simulator) -> None:
     p = sim.click_proba(state, rng.integers(sim.n_items, size=(7, 4)))
     assert p.shape == (7, 4) and np.all((p > 0) & (p < 1))
     assert sim.continue_proba(state).shape == (7,)
+
+
+def test_expected_watch_is_the_mean_of_sampled_watch(tiny_simulator) -> None:
+    w = tiny_simulator.watch
+    pred = np.array([2.0, 3.5, 4.5, 3.0])
+    cap = np.array([np.nan, 60.0, 400.0, 5.0])
+    draws = np.stack(
+        [w.sample_from_prediction(pred, cap, rng=np.random.default_rng(s)) for s in range(4000)]
+    )
+    mean = w.mean_from_prediction(pred, cap, n_quantiles=512)
+    se = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - mean) < 4 * se + 0.01 * mean)
+    assert np.all(draws <= np.where(np.isnan(cap), np.inf, cap))
+
+
+def test_kaplan_meier_treats_completed_watches_as_censored() -> None:
+    from simkit.models import kaplan_meier
+
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    censored = np.array([False, True, False, True])
+    support, mass = kaplan_meier(values, censored)
+    # S: 3/4 after 1; 2 censored; at 3 two at risk: S = 3/4 * 1/2; the rest lies beyond 4
+    np.testing.assert_allclose(support, [1.0, 3.0, np.inf])
+    np.testing.assert_allclose(mass, [0.25, 0.375, 0.375])

@@ -370,14 +370,9 @@ def _target_proba(
         p = sim.click.proba(x).reshape(cands.shape)
         w = sim.watch.predict_log(x).reshape(cands.shape)
         q_click += (prob * p).sum(axis=1)
-        q_watch += (prob * p * _expected_watch(sim, w)).sum(axis=1)
+        cap = sim.catalogue.duration[cands]
+        q_watch += (prob * p * sim.watch.mean_from_prediction(w, cap)).sum(axis=1)
     return pi / n_draws * k / n_items, q_click / n_draws, q_watch / n_draws
-
-
-def _expected_watch(sim: Simulator, pred_log: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Mean watch seconds given a click from the predicted log1p watch (mean residual smearing)."""
-    smear = float(np.mean(np.exp(sim.watch.residuals))) if len(sim.watch.residuals) else 1.0
-    return np.maximum(np.exp(pred_log) * smear - 1.0, 0.0)
 
 
 def ope_reference(
