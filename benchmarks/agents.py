@@ -8,15 +8,19 @@ machine slowed a run):
 - LinUCB and LinTS decisions/s (``act`` + ``update`` on pre-drawn LinearBanditEnv observations,
   disjoint d=10 K=20 and joint over 20 of 200 items);
 - updates/s of a numpy MLP 64-256-256-50 (ReLU, batch 256, MSE, Adam) in float64 and float32,
-  beside the same net in torch when torch is importable (skipped otherwise).
+  beside the same net in torch when torch is importable (skipped otherwise);
+- with ``--simulator PATH`` (a folder written by ``simkit fit``), in the session env over that
+  simulator (K=50 candidates, the CLI's agent settings): REINFORCE policy updates/s on batches of
+  256 env steps and its online env steps/s (act + step + update), LinUCB decisions/s (``act`` +
+  ``update`` on pre-drawn observations) and its online env steps/s, and the env's own steps/s
+  under a random policy for reference.
 
 Each figure is measured with numpy's BLAS limited to 1 and to ``--threads`` threads, and the ratio
 is printed: on two busy cores a second BLAS thread can make small products far slower.
 
-The workloads come from :func:`workloads`; the fitted-simulator figures will plug in there behind a
-``--simulator PATH`` option (a session env over ``Simulator.load(PATH)`` in place of the test envs).
+The workloads come from :func:`workloads`.
 
-Run: ``python benchmarks/agents.py [--repeat 3] [--threads 2] [--quick]``.
+Run: ``python benchmarks/agents.py [--repeat 3] [--threads 2] [--quick] [--simulator PATH]``.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from simkit import nn
-from simkit.agents import REINFORCE, LinTS, LinUCB
+from simkit.agents import REINFORCE, DecisionLog, LinTS, LinUCB, RandomAgent, discounted_returns
 from simkit.agents.testenvs import LinearBanditEnv, SlateMNLEnv
+from simkit.agents.train import AGENT_DEFAULTS, make_env
 
 
 def timed(fn: Callable[[], int], repeat: int) -> tuple[float, float, float]:
@@ -60,7 +65,34 @@ def workloads(args: argparse.Namespace) -> dict[str, Any]:
         out[f"bandit_{model}"] = (observations, rng.normal(size=n_obs))
     slate_env = SlateMNLEnv()
     out["slate_logs"] = slate_env.sample_logs(20_000 if args.quick else 100_000, rng=rng)
+    if args.simulator:
+        out |= simulator_workloads(args.simulator, n_obs, rng)
     return out
+
+
+def simulator_workloads(path: str, n_obs: int, rng: np.random.Generator) -> dict[str, Any]:
+    """The session env over the simulator at ``path`` and ``n_obs`` steps of a random policy."""
+    env = make_env(path, n_candidates=50)
+    obs, _ = env.reset(seed=0)
+    k = obs["candidates"].shape[0]
+    observations, actions, rewards, ends = [], [], [], []
+    for _ in range(n_obs):
+        action = int(rng.integers(k))
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        observations.append(obs)
+        actions.append(action)
+        rewards.append(reward)
+        ends.append(terminated or truncated)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    rewards_arr = np.asarray(rewards, dtype=np.float64)
+    # what an online REINFORCE update sees: per-step candidates and discounted returns
+    logs = DecisionLog(
+        user=np.stack([o["user"] for o in observations]).astype(np.float64),
+        candidates=np.stack([o["candidates"] for o in observations]).astype(np.float64),
+        action=np.asarray(actions, dtype=np.int64),
+        reward=discounted_returns(rewards_arr, np.asarray(ends), 0.9),
+    )
+    return {"sim_env": env, "sim_obs": (observations, rewards_arr), "sim_logs": logs}
 
 
 def bench_reinforce(data: dict[str, Any], repeat: int, steps: int) -> dict[str, float]:
@@ -104,6 +136,58 @@ def bench_bandits(data: dict[str, Any], repeat: int) -> dict[str, float]:
             return len(observations)
 
         results[f"{label}: decisions/s"] = timed(run, repeat)
+    return results
+
+
+def bench_simulator(
+    data: dict[str, Any], repeat: int, steps: int
+) -> dict[str, tuple[float, float, float]]:
+    """Agents in the session env over a fitted simulator (``--simulator``)."""
+    if "sim_env" not in data:
+        return {}
+    env, logs = data["sim_env"], data["sim_logs"]
+    observations, rewards = data["sim_obs"]
+    online_steps = max(steps * 4, 1000)
+    results = {}
+    # the online update: plain REINFORCE on batches of 256 steps, batch-mean baseline
+    pg = {**AGENT_DEFAULTS["reinforce"], "blas_threads": None}
+
+    def updates() -> int:
+        agent = REINFORCE(correction="none", train_on="all", offline_baseline="batch_mean", **pg)
+        agent.learn_from_logs(logs, rng=np.random.default_rng(0), n_steps=steps)
+        return steps
+
+    def pg_online() -> int:
+        REINFORCE(**pg).learn_online(env, online_steps, rng=np.random.default_rng(0))
+        return online_steps
+
+    ucb = AGENT_DEFAULTS["linucb"]
+
+    def decisions() -> int:
+        agent, rng = LinUCB(**ucb), np.random.default_rng(0)
+        for obs, r in zip(observations, rewards):
+            agent.update(obs, agent.act(obs, rng=rng), r)
+        return len(observations)
+
+    def ucb_online() -> int:
+        LinUCB(**ucb).learn_online(env, online_steps, rng=np.random.default_rng(0))
+        return online_steps
+
+    def env_only() -> int:
+        agent, rng = RandomAgent(), np.random.default_rng(0)
+        obs, _ = env.reset(seed=0)
+        for _ in range(online_steps):
+            obs, _, terminated, truncated, _ = env.step(agent.act(obs, rng=rng))
+            if terminated or truncated:
+                obs, _ = env.reset()
+        return online_steps
+
+    k, d_c = logs.candidates.shape[1:]
+    results[f"sim: REINFORCE updates/s (batch 256, K={k}, d_c={d_c})"] = timed(updates, repeat)
+    results["sim: REINFORCE online env steps/s"] = timed(pg_online, repeat)
+    results[f"sim: LinUCB decisions/s (p={d_c + 1})"] = timed(decisions, repeat)
+    results["sim: LinUCB online env steps/s"] = timed(ucb_online, repeat)
+    results["sim: env steps/s, random policy"] = timed(env_only, repeat)
     return results
 
 
@@ -164,6 +248,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best is kept)")
     parser.add_argument("--threads", type=int, default=2, help="BLAS threads of the 2nd column")
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke test)")
+    parser.add_argument(
+        "--simulator", metavar="PATH", help="simulator folder: add figures in its session env"
+    )
     args = parser.parse_args(argv)
     data = workloads(args)
     steps = 100 if args.quick else 500
@@ -173,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
             figures = {}
             figures |= bench_reinforce(data, args.repeat, steps)
             figures |= bench_bandits(data, args.repeat)
+            figures |= bench_simulator(data, args.repeat, steps)
             figures |= bench_mlp(args.repeat, steps)
             figures |= bench_torch(args.repeat, steps, threads)
         for name, value in figures.items():

@@ -133,6 +133,63 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from simkit.agents.train import train_agent
+
+    result = train_agent(
+        args.simulator,
+        args.agent,
+        n_steps=args.steps,
+        out=args.out,
+        rng=np.random.default_rng(args.seed),
+        n_candidates=args.candidates,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        record={"seed": args.seed},
+    )
+    returns, out = result.returns, result.run_dir
+    verb = "trained" if result.settings["learns"] else "ran (no learning)"
+    print(f"{verb} {args.agent} for {args.steps:,} steps in {args.simulator}")
+    if len(returns):
+        fifth = max(1, len(returns) // 5)
+        print(
+            f"  {len(returns):,} episodes; mean return {returns[:fifth].mean():.1f} in the first "
+            f"fifth, {returns[-fifth:].mean():.1f} in the last fifth"
+        )
+    else:
+        print("  no episode completed: raise --steps")
+    print(f"  wrote {out / 'agent'}, {out / 'curve.csv'}, {out / 'curve.png'}, {out / 'run.json'}")
+    print(f"  time {result.seconds:.1f} s")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from simkit.agents.train import evaluate_runs, format_table, plot_comparison, write_table_csv
+
+    results = evaluate_runs(
+        args.simulator,
+        args.agents,
+        episodes=args.episodes,
+        rng=np.random.default_rng(args.seed),
+        n_candidates=args.candidates,
+        progress=not args.quiet,
+    )
+    print(format_table(results))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_comparison(results, out)
+    table = out.with_suffix(".csv")
+    write_table_csv(results, table)
+    print(f"bar chart written to {out} (table: {table})")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simkit",
@@ -183,6 +240,47 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser(
+        "train",
+        help="train an agent in a fitted simulator and save it with its learning curve",
+    )
+    p.add_argument("simulator", metavar="SIM_DIR", help="simulator folder written by 'simkit fit'")
+    p.add_argument(
+        "--agent",
+        required=True,
+        metavar="NAME",
+        help="random, popular, greedy (the click model), linucb, lints or reinforce",
+    )
+    p.add_argument("--steps", type=int, required=True, help="env steps (decisions) of training")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
+    p.add_argument("--seed", type=int, default=0, help="seed of the env and the agent (0)")
+    p.add_argument("--candidates", type=int, default=50, help="candidates per step (50)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="compare trained agents in a simulator: table + bar chart")
+    p.add_argument("simulator", metavar="SIM_DIR", help="simulator folder written by 'simkit fit'")
+    p.add_argument(
+        "--agents",
+        nargs="+",
+        required=True,
+        metavar="RUN_DIR",
+        help="run folders of 'simkit train'",
+    )
+    p.add_argument("--episodes", type=int, default=1000, help="episodes per agent (1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated users (0)")
+    p.add_argument(
+        "--candidates", type=int, help="candidates per step (default: the runs' own setting)"
+    )
+    p.add_argument(
+        "--out",
+        default="evaluation.png",
+        help="bar chart PNG (evaluation.png); the table is also written beside it as CSV",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

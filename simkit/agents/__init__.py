@@ -17,6 +17,12 @@ from simkit.agents.base import (
     evaluate,
     load_agent,
 )
+from simkit.agents.baselines import (
+    GreedyClickAgent,
+    GreedyClickAgentConfig,
+    PopularAgent,
+    PopularAgentConfig,
+)
 from simkit.agents.lints import LinTS, LinTSConfig
 from simkit.agents.linucb import LinUCB, LinUCBConfig
 from simkit.agents.random_agent import RandomAgent, RandomAgentConfig
@@ -26,12 +32,16 @@ __all__ = [
     "Agent",
     "DecisionLog",
     "EvaluationResult",
+    "GreedyClickAgent",
+    "GreedyClickAgentConfig",
     "LinTS",
     "LinTSConfig",
     "LinUCB",
     "LinUCBConfig",
     "OfflineLearner",
     "OnlineLearner",
+    "PopularAgent",
+    "PopularAgentConfig",
     "REINFORCE",
     "REINFORCEConfig",
     "RandomAgent",

@@ -1,0 +1,588 @@
+"""Train reference agents in a fitted simulator and compare saved agents: what ``simkit train`` and
+``simkit evaluate`` run.
+
+A *run folder* (``simkit train ... --out RUN_DIR``) holds:
+
+- ``agent/``: the saved agent (:meth:`save` of the agent; ``load_agent`` reads it back);
+- ``curve.csv``: one row per completed training episode (``episode``, ``end_step``, ``return``,
+  ``length``), and ``curve.png``, the returns with a moving average;
+- ``run.json``: the settings (agent, simulator path, steps, candidates, seed, agent config) and a
+  summary, written last: a folder without it is an interrupted run.
+
+Training happens in :class:`simkit.envs.SessionEnv` (``simkit/Session-v0``: one item shown per
+step out of ``n_candidates``, reward = seconds watched). The agents, with the defaults of
+:data:`AGENT_DEFAULTS`:
+
+- ``random``, ``popular``, ``greedy`` do not learn: they run ``n_steps`` env steps (the curve
+  shows their level) and are saved;
+- ``linucb`` and ``lints`` update their ridge statistics after every step with that step's reward
+  (a contextual bandit over the candidate rows, which already hold user-item features such as
+  ``dot`` and ``cos``);
+- ``reinforce`` runs on-policy REINFORCE (``learn_online``) with discounted in-session returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from numpy.typing import NDArray
+
+from simkit.agents.base import (
+    EvaluationResult,
+    blas_threads,
+    config_to_json,
+    evaluate,
+    load_agent,
+)
+from simkit.agents.baselines import GreedyClickAgent, PopularAgent
+from simkit.agents.lints import LinTS
+from simkit.agents.linucb import LinUCB
+from simkit.agents.random_agent import RandomAgent
+from simkit.agents.reinforce import REINFORCE
+from simkit.errors import ArtifactError, ConfigError
+
+__all__ = [
+    "AGENT_DEFAULTS",
+    "AGENT_NAMES",
+    "EpisodeRecorder",
+    "TrainResult",
+    "evaluate_runs",
+    "format_table",
+    "make_agent",
+    "make_env",
+    "plot_comparison",
+    "plot_learning_curve",
+    "read_run",
+    "train_agent",
+    "write_table_csv",
+]
+
+RUN_FORMAT_VERSION = 1
+AGENT_NAMES = ("random", "popular", "greedy", "linucb", "lints", "reinforce")
+LEARNERS = ("linucb", "lints", "reinforce")
+
+AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "random": {},
+    "popular": {},
+    "greedy": {},
+    # one ridge model over the candidate rows (p = d_c + 1) instead of the user x item outer
+    # product (p ~ 800 on the sample simulator, 8 times slower per decision and slower to learn)
+    "linucb": {"features": "candidates"},
+    "lints": {"features": "candidates", "propensity_samples": 100},
+    # batch_size 256 (an update every ~35 sessions): on the sample simulator after 8,000 steps,
+    # seeds 0-2, mean return 305-315 s against 216-281 with 128 and 219-252 with the default 512
+    "reinforce": {"batch_size": 256},
+}
+"""Config overrides of each agent for the session env (the rest are the agents' defaults)."""
+
+
+# --------------------------------------------------------------------------- env and agents
+
+
+def make_env(simulator: Any, *, n_candidates: int = 50) -> gym.Env:
+    """The session env ``simkit/Session-v0`` over ``simulator`` (a Simulator or a folder path).
+
+    Raises
+    ------
+    ArtifactError
+        When the simulator folder cannot be loaded.
+    ConfigError
+        When ``n_candidates`` does not fit the simulator.
+    """
+    import simkit.envs  # noqa: F401  (registers simkit/Session-v0)
+
+    return gym.make("simkit/Session-v0", simulator=simulator, n_candidates=n_candidates)
+
+
+def make_agent(name: str, env: gym.Env, *, simulator_path: str | os.PathLike[str]) -> Any:
+    """A fresh agent ``name`` (one of :data:`AGENT_NAMES`) for ``env``, with :data:`AGENT_DEFAULTS`.
+
+    Parameters
+    ----------
+    name : str
+    env : gymnasium.Env
+        A session env (popular reads its candidate column names; greedy its simulator).
+    simulator_path : str or PathLike
+        Folder of ``env``'s simulator, stored by the greedy agent.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name.
+    """
+    if name not in AGENT_NAMES:
+        raise ConfigError(f"Unknown agent {name!r}; choose one of {', '.join(AGENT_NAMES)}.")
+    kw = AGENT_DEFAULTS[name]
+    if name == "random":
+        return RandomAgent(**kw)
+    if name == "popular":
+        return PopularAgent.for_env(env, **kw)
+    if name == "greedy":
+        return GreedyClickAgent(
+            simulator=env.unwrapped.simulator,  # type: ignore[attr-defined]
+            simulator_path=str(simulator_path),
+            **kw,
+        )
+    return {"linucb": LinUCB, "lints": LinTS, "reinforce": REINFORCE}[name](**kw)
+
+
+class EpisodeRecorder(gym.Wrapper):
+    """Records the return and length of every completed episode (and calls ``on_episode``)."""
+
+    def __init__(self, env: gym.Env, on_episode: Callable[[float, int], None] | None = None):
+        super().__init__(env)
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self.end_steps: list[int] = []
+        self.total_steps = 0
+        self._return, self._length = 0.0, 0
+        self._on_episode = on_episode
+
+    def reset(self, **kwargs: Any) -> Any:
+        self._return, self._length = 0.0, 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._return += float(reward)
+        self._length += 1
+        self.total_steps += 1
+        if terminated or truncated:
+            self.returns.append(self._return)
+            self.lengths.append(self._length)
+            self.end_steps.append(self.total_steps)
+            if self._on_episode is not None:
+                self._on_episode(self._return, self._length)
+        return obs, reward, terminated, truncated, info
+
+
+def _run_policy(
+    agent: Any, env: gym.Env, n_steps: int, *, rng: np.random.Generator, progress: bool
+) -> None:
+    """Act for ``n_steps`` env steps without learning (resetting after each episode)."""
+    env_rng, act_rng = rng.spawn(2)
+    obs, _ = env.reset(seed=int(env_rng.integers(2**63 - 1)))
+    steps: Any = range(n_steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=type(agent).__name__)
+    for _ in steps:
+        obs, _, terminated, truncated, _ = env.step(agent.act(obs, rng=act_rng))
+        if terminated or truncated:
+            obs, _ = env.reset()
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainResult:
+    """What :func:`train_agent` produced.
+
+    Attributes
+    ----------
+    agent : Agent
+    run_dir : Path
+    returns, lengths : ndarray
+        Return and length of each completed training episode.
+    end_steps : ndarray
+        Env step at which each episode ended.
+    seconds : float
+        Wall time of training.
+    settings : dict
+        What ``run.json`` holds.
+    """
+
+    agent: Any
+    run_dir: Path
+    returns: NDArray[np.float64]
+    lengths: NDArray[np.int64]
+    end_steps: NDArray[np.int64]
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Raise unless ``out`` is free, or is a run folder and ``overwrite`` is set."""
+    if not out.exists():
+        return
+    if not overwrite:
+        raise ArtifactError(
+            f"{out} already exists; choose another --out folder or pass --overwrite to replace "
+            "the run in it."
+        )
+    is_run = (out / "run.json").is_file() or (out / "agent").is_dir()
+    if not out.is_dir() or (any(out.iterdir()) and not is_run):
+        raise ArtifactError(
+            f"{out} exists and is not a run folder (no run.json or agent/); refusing to replace "
+            "it. Choose another --out folder."
+        )
+
+
+def train_agent(
+    simulator_dir: str | os.PathLike[str],
+    agent: str,
+    *,
+    n_steps: int,
+    out: str | os.PathLike[str],
+    rng: np.random.Generator,
+    n_candidates: int = 50,
+    overwrite: bool = False,
+    progress: bool = False,
+    record: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """Train (or just run) ``agent`` in the simulator for ``n_steps`` env steps; write a run folder.
+
+    Parameters
+    ----------
+    simulator_dir : str or PathLike
+        Simulator folder written by ``simkit fit``.
+    agent : str
+        One of :data:`AGENT_NAMES`.
+    n_steps : int
+        Env steps (decisions) of training.
+    out : str or PathLike
+        Run folder to write (see the module docstring).
+    rng : numpy.random.Generator
+        Seeds the env and the agent (separate streams).
+    n_candidates : int
+        Candidates offered per step.
+    overwrite : bool
+        Replace an existing run folder.
+    progress : bool
+        Show a progress bar.
+    record : mapping, optional
+        Extra settings written to ``run.json`` (the CLI records its ``--seed`` here).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ConfigError
+        Unknown agent, ``n_steps < 1``, or candidates that do not fit the simulator.
+    ArtifactError
+        Missing simulator folder, or ``out`` exists and ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> res = train_agent("sim/", "reinforce", n_steps=8000, out="runs/pg",
+    ...                   rng=np.random.default_rng(0))                     # doctest: +SKIP
+    >>> res.returns[-200:].mean()                                          # doctest: +SKIP
+    """
+    if agent not in AGENT_NAMES:
+        raise ConfigError(f"Unknown agent {agent!r}; choose one of {', '.join(AGENT_NAMES)}.")
+    if n_steps < 1:
+        raise ConfigError(f"--steps must be at least 1; got {n_steps}.")
+    sim_dir = Path(simulator_dir).resolve()
+    out = Path(out)
+    _check_out(out, overwrite)  # before the slow part
+    env = EpisodeRecorder(make_env(sim_dir, n_candidates=n_candidates))
+    policy = make_agent(agent, env, simulator_path=sim_dir)
+    start = time.perf_counter()
+    with blas_threads(1):
+        if agent in LEARNERS:
+            policy.learn_online(env, n_steps, rng=rng, progress=progress)
+        else:
+            _run_policy(policy, env, n_steps, rng=rng, progress=progress)
+    seconds = time.perf_counter() - start
+    returns = np.asarray(env.returns, dtype=np.float64)
+    lengths = np.asarray(env.lengths, dtype=np.int64)
+    end_steps = np.asarray(env.end_steps, dtype=np.int64)
+
+    _check_out(out, overwrite)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    policy.save(out / "agent")
+    _write_curve(out / "curve.csv", returns, lengths, end_steps)
+    plot_learning_curve(returns, end_steps, out / "curve.png", title=f"{agent} training")
+    tail = returns[-max(1, len(returns) // 5) :] if len(returns) else returns
+    from simkit import __version__
+
+    settings = {
+        "format": "simkit-run",
+        "format_version": RUN_FORMAT_VERSION,
+        "simkit_version": __version__,
+        "agent": agent,
+        "agent_class": type(policy).__name__,
+        "learns": agent in LEARNERS,
+        "simulator": str(sim_dir),
+        "n_steps": int(n_steps),
+        "n_candidates": int(n_candidates),
+        "max_episode_steps": env.spec.max_episode_steps if env.spec is not None else None,
+        "reward": "watch_time",
+        **dict(record or {}),
+        "agent_config": config_to_json(policy.config),
+        "episodes": len(returns),
+        "mean_return_last_fifth": float(tail.mean()) if len(tail) else None,
+        "seconds": round(seconds, 3),
+    }
+    (out / "run.json").write_text(json.dumps(settings, indent=2))
+    return TrainResult(
+        agent=policy,
+        run_dir=out,
+        returns=returns,
+        lengths=lengths,
+        end_steps=end_steps,
+        seconds=seconds,
+        settings=settings,
+    )
+
+
+def _write_curve(
+    path: Path, returns: NDArray[Any], lengths: NDArray[Any], end_steps: NDArray[Any]
+) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["episode", "end_step", "return", "length"])
+        for i, (r, n, s) in enumerate(zip(returns, lengths, end_steps)):
+            writer.writerow([i, int(s), f"{r:.6g}", int(n)])
+
+
+def _moving_average(x: NDArray[np.float64], window: int) -> NDArray[np.float64]:
+    c = np.cumsum(np.concatenate([[0.0], x]))
+    n = np.minimum(np.arange(1, len(x) + 1), window)
+    return (c[1:] - c[np.arange(1, len(x) + 1) - n]) / n
+
+
+def plot_learning_curve(
+    returns: NDArray[np.float64], end_steps: NDArray[np.int64], path: str | Path, *, title: str
+) -> None:
+    """Per-episode returns against env steps, with a trailing moving average, as a PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.add_subplot()
+    if len(returns):
+        window = max(1, len(returns) // 25)
+        smooth = _moving_average(returns, window)
+        ax.plot(end_steps, returns, ".", ms=2, alpha=0.3, color="tab:blue", label="episode")
+        ax.plot(end_steps, smooth, color="tab:red", label=f"moving average ({window} episodes)")
+        # a few very long sessions would flatten the average: cut the axis at the 98th percentile
+        top = max(float(np.quantile(returns, 0.98)), 1.2 * float(smooth.max()))
+        bottom = min(0.0, float(returns.min()))
+        if top > bottom:
+            ax.set_ylim(bottom, top)
+        ax.legend(loc="upper left")
+    else:
+        ax.text(0.5, 0.5, "no episode completed", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("env step")
+    ax.set_ylabel("episode return (s watched)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def read_run(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
+    """Settings (``run.json``, or ``{}``) and agent folder of a run folder or a saved agent folder.
+
+    Raises
+    ------
+    ArtifactError
+        When ``path`` is neither.
+    """
+    path = Path(path)
+    if (path / "run.json").is_file() and (path / "agent").is_dir():
+        try:
+            settings = json.loads((path / "run.json").read_text())
+        except ValueError as exc:
+            raise ArtifactError(f"{path / 'run.json'} is not valid JSON ({exc}).") from exc
+        return settings, path / "agent"
+    if (path / "manifest.json").is_file():
+        return {}, path
+    what = "does not exist" if not path.exists() else "is not a run folder"
+    raise ArtifactError(
+        f"{path} {what}: --agents takes folders written by 'simkit train ... --out RUN_DIR' "
+        "(holding run.json and agent/) or saved agent folders (holding manifest.json)."
+    )
+
+
+def evaluate_runs(
+    simulator_dir: str | os.PathLike[str],
+    runs: Sequence[str | os.PathLike[str]],
+    *,
+    episodes: int,
+    rng: np.random.Generator,
+    n_candidates: int | None = None,
+    progress: bool = False,
+) -> dict[str, EvaluationResult]:
+    """Evaluate saved agents in the simulator with :func:`simkit.agents.base.evaluate`.
+
+    Every agent meets the same stream of users (the env is seeded identically for each).
+
+    Parameters
+    ----------
+    simulator_dir : str or PathLike
+    runs : sequence of paths
+        Run folders (or saved agent folders).
+    episodes : int
+        Episodes per agent (at least 2).
+    rng : numpy.random.Generator
+    n_candidates : int, optional
+        Candidates per step; by default the runs' own (they must agree).
+    progress : bool
+        Show a progress bar of episodes.
+
+    Returns
+    -------
+    dict
+        Label of each run (its folder name, or the path when names repeat) to its result.
+
+    Raises
+    ------
+    ArtifactError
+        A missing or unreadable run or simulator folder.
+    ConfigError
+        Runs trained with different candidate counts and no ``n_candidates``; no runs.
+
+    Examples
+    --------
+    >>> results = evaluate_runs("sim/", ["runs/pg", "runs/random"], episodes=1000,
+    ...                         rng=np.random.default_rng(0))               # doctest: +SKIP
+    >>> print(format_table(results))                                       # doctest: +SKIP
+    """
+    if not runs:
+        raise ConfigError("Give at least one run folder to evaluate (--agents RUN_DIR ...).")
+    if episodes < 2:
+        raise ConfigError(f"--episodes must be at least 2 (an interval needs two); got {episodes}.")
+    read = [read_run(r) for r in runs]
+    agents = [load_agent(agent_dir) for _, agent_dir in read]
+    if n_candidates is None:
+        ks = {s["n_candidates"] for s, _ in read if "n_candidates" in s}
+        if len(ks) > 1:
+            raise ConfigError(
+                f"The runs were trained with different candidate counts {sorted(ks)}; pass "
+                "--candidates K to evaluate them all with K candidates."
+            )
+        n_candidates = ks.pop() if ks else 50
+    names = [Path(r).resolve().name for r in runs]
+    labels = names if len(set(names)) == len(names) else [str(r) for r in runs]
+    bar: Any = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=episodes * len(agents), desc="evaluate", unit="episode")
+    env = EpisodeRecorder(
+        make_env(Path(simulator_dir).resolve(), n_candidates=n_candidates),
+        on_episode=None if bar is None else (lambda r, n: bar.update()),
+    )
+    common = rng.spawn(1)[0]
+    results = {}
+    try:
+        with blas_threads(1):
+            for label, agent in zip(labels, agents):
+                if bar is not None:
+                    bar.set_postfix_str(label)
+                results[label] = evaluate(env, agent, episodes, rng=copy.deepcopy(common))
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
+
+
+def _ci(lo_hi: tuple[float, float] | None, digits: int) -> str:
+    if lo_hi is None:
+        return "-"
+    return f"[{lo_hi[0]:.{digits}f}, {lo_hi[1]:.{digits}f}]"
+
+
+def format_table(results: Mapping[str, EvaluationResult]) -> str:
+    """Plain-text table: mean return, session length and click rate, each with its 95% CI."""
+    rows = [("agent", "mean return", "95% CI", "length", "95% CI", "click rate", "95% CI")]
+    for label, r in results.items():
+        rate = "-" if r.click_rate is None else f"{r.click_rate:.3f}"
+        rows.append(
+            (
+                label,
+                f"{r.mean_return:.1f}",
+                _ci(r.return_ci, 1),
+                f"{r.mean_length:.2f}",
+                _ci(r.length_ci, 2),
+                rate,
+                _ci(r.click_rate_ci, 3),
+            )
+        )
+    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
+    lines = [
+        "  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths)))
+        for row in rows
+    ]
+    n = {r.n_episodes for r in results.values()}
+    lines.append(f"({', '.join(map(str, sorted(n)))} episodes per agent; return = seconds watched)")
+    return "\n".join(lines)
+
+
+def write_table_csv(results: Mapping[str, EvaluationResult], path: str | Path) -> None:
+    """The table of :func:`format_table` as CSV (one row per agent)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "agent",
+                "episodes",
+                "mean_return",
+                "return_lo",
+                "return_hi",
+                "mean_length",
+                "length_lo",
+                "length_hi",
+                "click_rate",
+                "click_rate_lo",
+                "click_rate_hi",
+            ]
+        )
+        for label, r in results.items():
+            rate = (r.click_rate, *(r.click_rate_ci or (None, None)))
+            writer.writerow(
+                [label, r.n_episodes, r.mean_return, *r.return_ci, r.mean_length, *r.length_ci]
+                + ["" if v is None else v for v in rate]
+            )
+
+
+def plot_comparison(results: Mapping[str, EvaluationResult], path: str | Path) -> None:
+    """Bar chart (PNG) of mean return, session length and click rate with 95% CI error bars."""
+    from matplotlib.figure import Figure
+
+    labels = list(results)
+    panels = [
+        ("mean return (s watched)", [r.mean_return for r in results.values()], "return_ci"),
+        ("mean session length", [r.mean_length for r in results.values()], "length_ci"),
+        (
+            "click rate",
+            [math.nan if r.click_rate is None else r.click_rate for r in results.values()],
+            "click_rate_ci",
+        ),
+    ]
+    fig = Figure(figsize=(3 * max(3.0, 1.5 + 0.6 * len(labels)), 4), dpi=100)
+    x = np.arange(len(labels))
+    for j, (title, means, ci_name) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, j + 1)
+        err = np.zeros((2, len(labels)))
+        for i, r in enumerate(results.values()):
+            ci = getattr(r, ci_name)
+            if ci is not None:
+                err[:, i] = (means[i] - ci[0], ci[1] - means[i])
+        ax.bar(x, means, yerr=err, capsize=4, color="tab:blue", alpha=0.8)
+        ax.set_xticks(x, labels, rotation=30, ha="right")
+        ax.set_title(title)
+    fig.suptitle("policy comparison (error bars: 95% CI)")
+    fig.tight_layout()
+    fig.savefig(path)
