@@ -211,7 +211,6 @@ def prepare_logs(
     user_of_session = pd.factorize(user_ids_of_session)[0].astype(np.int64)
     clicked = frame["clicked"].to_numpy() > 0
     start = session_start_interest(
-        np.arange(len(first)),
         user_of_session,
         session_codes[clicked],
         catalogue.rows(frame["item_id"].to_numpy()[clicked]),

@@ -36,7 +36,6 @@ class SessionStart:
 
 
 def session_start_interest(
-    session_codes: NDArray[np.int64],
     user_of_session: NDArray[np.int64],
     click_session_codes: NDArray[np.int64],
     click_item_rows: NDArray[np.int64],
@@ -63,7 +62,6 @@ def session_start_interest(
     other_sum = user_sum[user_of_session] - sess_sum
     other_n = user_n[user_of_session] - sess_n
     z0 = (other_sum + shrinkage * prior_mean) / (other_n + shrinkage)[:, None]
-    del session_codes
     return SessionStart(z0=z0, hist_n=np.log1p(other_n), user_codes=user_of_session)
 
 

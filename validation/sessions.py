@@ -194,7 +194,6 @@ def heldout_sessions(sim: Simulator, logs: Logs) -> HeldoutSessions:
     shrinkage = float(sim.config.get("shrinkage", 5.0))
     owner = np.r_[user_of_session, np.arange(n_users)]
     start = session_start_interest(
-        np.arange(n_sessions + n_users),
         owner,
         session_codes[clicked],
         item_rows[clicked],
