@@ -29,6 +29,7 @@ from simkit.fitters.models import (
     expected_calibration_error,
 )
 from simkit.logs import Logs
+from simkit.models import BinaryResponse
 from simkit.replay import ReplayRows, replay_sessions, session_start_interest
 from simkit.simulator import Simulator, UserTable
 from simkit.state import (
@@ -511,6 +512,10 @@ def _fit(
         },
         schema={"source": logs.source},
     )
+    if logs.has_position:
+        sim.position_bias = estimate_position_bias(
+            sim.click, rows.x_click, names.index("position"), rng=metric_rng
+        )
     sim.metrics = {
         "train_rows": logs.n_rows,
         "train_sessions": logs.n_sessions,
@@ -521,6 +526,33 @@ def _fit(
     bar.update()
     bar.close()
     return (sim, prep) if return_rows else sim
+
+
+def estimate_position_bias(
+    click: BinaryResponse,
+    x_click: NDArray[np.float32],
+    position_column: int,
+    *,
+    rng: np.random.Generator,
+    max_rows: int = 20_000,
+) -> NDArray[np.float64]:
+    """Examination probability of each slate position, relative to the first, from the click model.
+
+    The click model sees the slate position as a feature; the same impressions are scored as if
+    shown at each position in turn, and the bias of position ``j`` is the mean click probability
+    there over the mean at position 0 (clipped to ``(0, 1]``, non-increasing). Scoring the *same*
+    rows removes the confounding of position with what the logging policy put on top.
+    """
+    positions = x_click[:, position_column]
+    n_pos = int(np.nanmax(positions)) + 1 if len(positions) else 1
+    take = rng.choice(len(x_click), size=min(max_rows, len(x_click)), replace=False)
+    x = x_click[take].copy()
+    means = []
+    for j in range(n_pos):
+        x[:, position_column] = j
+        means.append(float(click.proba(x).mean()))
+    bias = np.clip(np.asarray(means) / means[0], 1e-3, 1.0)
+    return np.minimum.accumulate(bias)
 
 
 def _user_table(

@@ -240,3 +240,26 @@ def test_fitting_twice_with_the_same_seed_gives_identical_models(small_logs) -> 
             getattr(a, part).booster.model_to_string() == getattr(b, part).booster.model_to_string()
         )
     assert a.watch.booster.model_to_string() == b.watch.booster.model_to_string()
+
+
+def test_position_bias_is_estimated_from_slate_logs(small_logs) -> None:
+    """Slates of 3 whose lower positions lose a known share of their clicks."""
+    frame = small_logs.frame.copy()
+    frame["position"] = frame["step"] % 3
+    frame["step"] = frame["step"] // 3
+    keep = np.array([1.0, 0.75, 0.5])[frame["position"]]
+    lost = np.random.default_rng(0).random(len(frame)) > keep
+    frame.loc[lost, "clicked"] = 0
+    frame.loc[lost, "watch_time"] = 0.0
+    sim = fit_simulator(
+        read_logs(frame, items=small_logs.items),
+        FitConfig(n_estimators=200),
+        rng=np.random.default_rng(1),
+    )
+    np.testing.assert_allclose(sim.position_bias, [1.0, 0.75, 0.5], atol=0.08)
+    assert (
+        fit_simulator(
+            small_logs, FitConfig(n_estimators=5), rng=np.random.default_rng(1)
+        ).position_bias
+        is None
+    )
