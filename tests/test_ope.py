@@ -577,7 +577,10 @@ def test_o3_tuned_estimators_not_worse_than_ips(o2_runs) -> None:
     assert _rmse(o2_runs["SG-IPS"], truth) <= 1.05 * ips
 
 
-@pytest.mark.parametrize("module_name", ["ope", "ope_slate", "ope_sequential"])
+@pytest.mark.parametrize(
+    "module_name",
+    ["ope", "ope_kernel", "ope_bandit", "ope_tuned", "ope_crossfit", "ope_slate", "ope_sequential"],
+)
 def test_docstring_examples_run(module_name: str) -> None:
     import doctest
     import importlib

@@ -34,16 +34,16 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from simkit.errors import ConfigError, LogError
-from simkit.validation.ope import (
+from simkit.validation.ope_kernel import (
     Estimate,
-    _col,
-    _fill_docs,
-    _finish,
-    _Inputs,
-    _mean_stat,
-    _Opts,
-    _opts,
-    _rows,
+    EstimatorOptions,
+    InputCheck,
+    describe_rows,
+    estimator_options,
+    fill_docs,
+    finish_estimate,
+    mean_stat,
+    stack_columns,
 )
 
 __all__ = ["pdis", "stepwise_dr", "trajectory_is", "wpdis"]
@@ -107,7 +107,7 @@ def _sessions(
         raise ConfigError(f"gamma must be in [0, 1]; got {gamma!r}")
     if clip is not None and not clip > 0:
         raise ConfigError(f"clip must be > 0 or None; got {clip!r}")
-    chk = _Inputs(estimator)
+    chk = InputCheck(estimator)
     r = chk.array("reward", reward)
     pi = chk.array("target_proba_of_logged", target_proba_of_logged)
     p = chk.array("logged_propensity", logged_propensity)
@@ -144,7 +144,7 @@ def _sessions(
         if repeated.any():
             raise LogError(
                 f"Cannot compute the {estimator} estimate; each (session_id, step) pair must occur"
-                f" once; got repeats in {_rows(repeated)}. Remove duplicated log rows or fix the"
+                f" once; got repeats in {describe_rows(repeated)}. Remove duplicated log rows or fix the"
                 " step numbering."
             )
     counts = np.bincount(session_sorted)
@@ -183,7 +183,7 @@ def _seq_finish(
     columns: NDArray,
     stat: object,
     s: _Sessions,
-    opts: _Opts,
+    opts: EstimatorOptions,
     gamma: float,
     clip: float | None,
 ) -> Estimate:
@@ -193,7 +193,7 @@ def _seq_finish(
         "n_steps": float(s.alive.sum()),
         "horizon": float(s.alive.shape[1]),
     }
-    return _finish(
+    return finish_estimate(
         name,
         columns,
         stat,  # type: ignore[arg-type]
@@ -237,11 +237,13 @@ def trajectory_is(
     ...               n_bootstrap=0).value
     1.0
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     args = (reward, target_proba_of_logged, logged_propensity, session_id, step, gamma, clip)
     s = _sessions("trajectory IS", *args)
     ret = (s.discount * s.reward).sum(axis=1)
-    return _seq_finish("trajectory IS", _col(s.rho[:, -1] * ret), _mean_stat, s, opts, gamma, clip)
+    return _seq_finish(
+        "trajectory IS", stack_columns(s.rho[:, -1] * ret), mean_stat, s, opts, gamma, clip
+    )
 
 
 def pdis(
@@ -277,11 +279,11 @@ def pdis(
     >>> pdis([1.0, 1.0, 0.0], [1.0, 0.25, 0.5], [0.5, 0.5, 0.5], [7, 7, 8], n_bootstrap=0).value
     1.5
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     args = (reward, target_proba_of_logged, logged_propensity, session_id, step, gamma, clip)
     s = _sessions("PDIS", *args)
     terms = (s.discount * s.rho * s.reward).sum(axis=1)
-    return _seq_finish("PDIS", _col(terms), _mean_stat, s, opts, gamma, clip)
+    return _seq_finish("PDIS", stack_columns(terms), mean_stat, s, opts, gamma, clip)
 
 
 def wpdis(
@@ -318,7 +320,7 @@ def wpdis(
     ...             n_bootstrap=0).value, 6)
     1.166667
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     args = (reward, target_proba_of_logged, logged_propensity, session_id, step, gamma, clip)
     s = _sessions("WPDIS", *args)
     horizon = s.rho.shape[1]
@@ -374,13 +376,13 @@ def stepwise_dr(
     ...             [0.5, 0.5, 0.5], [1.0, 0.5, 0.5], n_bootstrap=0).value
     1.75
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     args = (reward, target_proba_of_logged, logged_propensity, session_id, step, gamma, clip)
     s = _sessions("step-wise DR", *args, extra={"q_hat_logged": q_hat_logged, "v_hat": v_hat})
     q, v = s.extras
     rho_before = np.hstack([np.ones((s.rho.shape[0], 1)), s.rho[:, :-1]])
     terms = (s.discount * (s.rho * (s.reward - q) + rho_before * v)).sum(axis=1)
-    return _seq_finish("step-wise DR", _col(terms), _mean_stat, s, opts, gamma, clip)
+    return _seq_finish("step-wise DR", stack_columns(terms), mean_stat, s, opts, gamma, clip)
 
 
-_fill_docs((trajectory_is, pdis, wpdis, stepwise_dr), {"shared": _SHARED, "returns": _RETURNS})
+fill_docs((trajectory_is, pdis, wpdis, stepwise_dr), {"shared": _SHARED, "returns": _RETURNS})

@@ -32,16 +32,16 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from simkit.validation.ope import (
+from simkit.validation.ope_kernel import (
     Estimate,
-    _col,
-    _fill_docs,
-    _finish,
-    _Inputs,
-    _mean_stat,
-    _Opts,
-    _opts,
-    _ratio_stat,
+    EstimatorOptions,
+    InputCheck,
+    estimator_options,
+    fill_docs,
+    finish_estimate,
+    mean_stat,
+    ratio_stat,
+    stack_columns,
 )
 
 __all__ = [
@@ -83,7 +83,7 @@ def _slate_inputs(
     extra: dict[str, ArrayLike] | None = None,
 ) -> tuple[NDArray, NDArray, list[NDArray]]:
     """Check slate inputs; returns the rewards as given, the weights target/logged, the extras."""
-    chk = _Inputs(estimator)
+    chk = InputCheck(estimator)
     r = chk.array("slot_reward", slot_reward, ndim=reward_ndim)
     pi = chk.array(names[0], target, ndim=proba_ndim)
     p0 = chk.array(names[1], logged, ndim=proba_ndim)
@@ -160,7 +160,7 @@ def sips(
     ...      n_bootstrap=0).value
     0.6666666666666666
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     names = ("target_slate_proba", "logged_slate_proba")
     name = "SNSIPS" if self_normalized else "SIPS"
     r, w, _ = _slate_inputs(
@@ -168,8 +168,8 @@ def sips(
     )
     rw = _total(r) * w
     if self_normalized:
-        return _finish(name, _col(rw, w), _ratio_stat, opts, used=w, raw=w)
-    return _finish(name, _col(rw), _mean_stat, opts, used=w, raw=w)
+        return finish_estimate(name, stack_columns(rw, w), ratio_stat, opts, used=w, raw=w)
+    return finish_estimate(name, stack_columns(rw), mean_stat, opts, used=w, raw=w)
 
 
 def _per_slot(
@@ -177,7 +177,7 @@ def _per_slot(
     r: NDArray,
     u: NDArray,
     self_normalized: bool,
-    opts: _Opts,
+    opts: EstimatorOptions,
 ) -> Estimate:
     """sum_k mean(u_k r_k), or sum_k sum(u_k r_k) / sum(u_k) when self-normalised."""
     n_slots = u.shape[1]
@@ -188,9 +188,9 @@ def _per_slot(
 
         columns = np.hstack([u * r, u])
     else:
-        columns = _col((u * r).sum(axis=1))
-        stat = _mean_stat
-    return _finish(name, columns, stat, opts, used=u, raw=u.mean(axis=1))
+        columns = stack_columns((u * r).sum(axis=1))
+        stat = mean_stat
+    return finish_estimate(name, columns, stat, opts, used=u, raw=u.mean(axis=1))
 
 
 def iips(
@@ -238,7 +238,7 @@ def iips(
     ...      n_bootstrap=0).value
     1.0
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     name = "SNIIPS" if self_normalized else "IIPS"
     names = ("target_marginal", "logged_marginal")
     r, w, _ = _slate_inputs(
@@ -295,7 +295,7 @@ def rips(
     ...      n_bootstrap=0).value
     1.5
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     name = "SNRIPS" if self_normalized else "RIPS"
     names = ("target_conditional", "logged_conditional")
     r, w, _ = _slate_inputs(
@@ -357,9 +357,9 @@ def slate_pi(
     ...          n_bootstrap=0).value
     2.25
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     r, w, g, _ = _pi_inputs("PI", slot_reward, target_marginal, logged_marginal)
-    return _finish("PI", _col(g * r), _mean_stat, opts, used=g, raw=w.mean(axis=1))
+    return finish_estimate("PI", stack_columns(g * r), mean_stat, opts, used=g, raw=w.mean(axis=1))
 
 
 def slate_wpi(
@@ -397,9 +397,11 @@ def slate_wpi(
     ...           n_bootstrap=0).value
     1.8
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     r, w, g, _ = _pi_inputs("wPI", slot_reward, target_marginal, logged_marginal)
-    return _finish("wPI", _col(g * r, g), _ratio_stat, opts, used=g, raw=w.mean(axis=1))
+    return finish_estimate(
+        "wPI", stack_columns(g * r, g), ratio_stat, opts, used=g, raw=w.mean(axis=1)
+    )
 
 
 def _folds(n: int, cross_fit: bool) -> NDArray:
@@ -417,7 +419,7 @@ def _control_variate(
     d: NDArray,
     raw: NDArray,
     cross_fit: bool,
-    opts: _Opts,
+    opts: EstimatorOptions,
 ) -> Estimate:
     """V = mean(G R) - beta . mean(d) with the variance-optimal beta = E[d d']^+ E[d G R].
 
@@ -445,7 +447,7 @@ def _control_variate(
         correction = np.einsum("bfi,bfi->b", beta, blocks[:, :, 1 : 1 + m])
         return blocks[:, :, 0].sum(axis=1) - correction
 
-    return _finish(
+    return finish_estimate(
         name, columns, stat, opts, used=g, raw=raw, details={"cross_fit": float(n_folds == 2)}
     )
 
@@ -495,7 +497,7 @@ def slate_pi_opt_baseline(
     >>> round(est.value, 6)
     1.0
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     r, w, g, _ = _pi_inputs("PI-OptBaseline", slot_reward, target_marginal, logged_marginal)
     return _control_variate(
         "PI-OptBaseline", r, g, (g - 1.0)[:, None], w.mean(axis=1), cross_fit, opts
@@ -547,7 +549,7 @@ def slate_pi_opt_cv(
     >>> round(est.value, 6)
     0.0
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     r, w, g, _ = _pi_inputs("PI-OptCV", slot_reward, target_marginal, logged_marginal)
     return _control_variate("PI-OptCV", r, g, w - 1.0, w.mean(axis=1), cross_fit, opts)
 
@@ -598,17 +600,17 @@ def slate_pi_dr(
     >>> round(est.value, 6)
     2.25
     """
-    opts = _opts(rng, n_bootstrap, min_ess)
+    opts = estimator_options(rng, n_bootstrap, min_ess)
     extra = {"f_hat_logged": f_hat_logged, "f_hat_target": f_hat_target}
     r, w, g, (f_log, f_tgt) = _pi_inputs(
         "PI-DR", slot_reward, target_marginal, logged_marginal, extra
     )
-    return _finish(
-        "PI-DR", _col(f_tgt + g * (r - f_log)), _mean_stat, opts, used=g, raw=w.mean(axis=1)
+    return finish_estimate(
+        "PI-DR", stack_columns(f_tgt + g * (r - f_log)), mean_stat, opts, used=g, raw=w.mean(axis=1)
     )
 
 
-_fill_docs(
+fill_docs(
     (sips, iips, rips, slate_pi, slate_wpi, slate_pi_opt_baseline, slate_pi_opt_cv, slate_pi_dr),
     {"shared": _SHARED, "factored": _FACTORED},
 )
