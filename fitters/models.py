@@ -9,6 +9,7 @@ caller's generator give the same model text for the same data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightgbm as lgb
@@ -17,27 +18,140 @@ from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
 
 from simkit.errors import LogError
+from simkit.metrics import expected_calibration_error, log_loss
 from simkit.models import BinaryResponse, WatchResponse, kaplan_meier
 
-__all__ = ["ClickModel", "ContinuationModel", "WatchTimeModel", "expected_calibration_error"]
+__all__ = [
+    "ClickModel",
+    "ContinuationModel",
+    "WatchTimeModel",
+    "expected_calibration_error",
+    "lightgbm_params",
+    "train_booster",
+]
 
 
-def expected_calibration_error(
-    y: NDArray, p: NDArray, *, n_bins: int = 10, strategy: str = "quantile"
-) -> float:
-    """Expected calibration error: weighted mean |observed rate - mean prediction| over bins."""
-    y = np.asarray(y, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    if strategy == "quantile":
-        edges = np.quantile(p, np.linspace(0, 1, n_bins + 1)[1:-1])
-    else:
-        edges = np.linspace(0, 1, n_bins + 1)[1:-1]
-    b = np.searchsorted(edges, p, side="right")
-    count = np.bincount(b, minlength=n_bins)
-    gap = np.abs(
-        np.bincount(b, weights=y, minlength=n_bins) - np.bincount(b, weights=p, minlength=n_bins)
+def lightgbm_params(
+    *,
+    objective: str,
+    seed: int,
+    learning_rate: float = 0.05,
+    num_leaves: int = 31,
+    min_data_in_leaf: int = 50,
+    feature_fraction: float = 0.9,
+    lambda_l2: float = 1.0,
+    num_threads: int = 1,
+) -> dict[str, Any]:
+    """simkit's LightGBM recipe: the parameters of every booster it fits.
+
+    Deterministic (``deterministic=True``, ``force_col_wise=True`` and ``seed``: the same data and
+    seed give the same model text), quiet, with an explicit thread count (numpy's BLAS and
+    LightGBM's OpenMP threads fighting over the same cores make a fit many times slower).
+
+    Parameters
+    ----------
+    objective : str
+        LightGBM objective, e.g. ``"binary"`` or ``"regression"``.
+    seed : int
+        LightGBM seed; draw it from the caller's generator.
+    learning_rate, num_leaves, min_data_in_leaf, feature_fraction, lambda_l2 : optional
+        Tree hyper-parameters.
+    num_threads : int, default 1
+        LightGBM threads.
+
+    Returns
+    -------
+    dict
+        Parameters for :func:`train_booster` (or ``lightgbm.train``).
+
+    Examples
+    --------
+    >>> lightgbm_params(objective="binary", seed=0)["deterministic"]
+    True
+    """
+    return {
+        "objective": objective,
+        "learning_rate": learning_rate,
+        "num_leaves": num_leaves,
+        "min_data_in_leaf": min_data_in_leaf,
+        "feature_fraction": feature_fraction,
+        "lambda_l2": lambda_l2,
+        "num_threads": num_threads,
+        "deterministic": True,
+        "force_col_wise": True,
+        "seed": seed,
+        "verbosity": -1,
+    }
+
+
+def train_booster(
+    params: dict[str, Any],
+    x: NDArray[np.float32],
+    y: NDArray,
+    *,
+    valid: NDArray[np.bool_] | None = None,
+    n_rounds: int,
+    early_stopping_rounds: int = 50,
+    feature_names: list[str] | None = None,
+    categorical: list[int] | None = None,
+) -> lgb.Booster:
+    """Train a LightGBM booster, early-stopped on the ``valid`` rows, cut at its best iteration.
+
+    Parameters
+    ----------
+    params : dict
+        From :func:`lightgbm_params`.
+    x : numpy.ndarray of shape (n, n_features)
+        Feature rows.
+    y : numpy.ndarray of shape (n,)
+        Targets.
+    valid : numpy.ndarray of bool, shape (n,), optional
+        Rows held out for early stopping (not trained on); none: all ``n_rounds`` rounds.
+    n_rounds : int
+        Most boosting rounds.
+    early_stopping_rounds : int, default 50
+        Stop after this many rounds without improvement on the ``valid`` rows.
+    feature_names : list of str, optional
+        Names stored in the model text.
+    categorical : list of int, optional
+        Columns LightGBM treats as categorical.
+
+    Returns
+    -------
+    lightgbm.Booster
+        With early stopping, a booster holding only the trees up to the best iteration.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((400, 2)).astype(np.float32)
+    >>> y = (x[:, 0] > 0.5).astype(float)
+    >>> params = lightgbm_params(objective="binary", seed=1, min_data_in_leaf=20)
+    >>> booster = train_booster(params, x, y, valid=np.arange(400) % 5 == 0, n_rounds=50)
+    >>> bool(booster.predict(np.array([[0.9, 0.5]], np.float32))[0] > 0.5)
+    True
+    """
+    held = np.zeros(len(y), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    train = lgb.Dataset(
+        x[~held],
+        y[~held],
+        feature_name=feature_names or "auto",
+        categorical_feature=categorical or "auto",
+        free_raw_data=True,
+        params={"verbosity": -1},
     )
-    return float(gap.sum() / max(count.sum(), 1))
+    callbacks: list[Callable[..., Any]] = []
+    valid_sets: list[lgb.Dataset] = []
+    if held.any():
+        valid_sets = [lgb.Dataset(x[held], y[held], reference=train)]
+        callbacks = [lgb.early_stopping(early_stopping_rounds, verbose=False)]
+    booster = lgb.train(
+        params, train, num_boost_round=n_rounds, valid_sets=valid_sets, callbacks=callbacks
+    )
+    if held.any():
+        best = booster.best_iteration or booster.current_iteration()
+        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    return booster
 
 
 def _holdout_mask(groups: NDArray, share: float, rng: np.random.Generator) -> NDArray[np.bool_]:
@@ -74,20 +188,15 @@ class _LightGBMEstimator:
         self.random_state = random_state
 
     def lgb_params(self, seed: int) -> dict[str, Any]:
-        """The LightGBM parameters this estimator trains with."""
-        return {
-            "objective": self.objective,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_child_samples,
-            "feature_fraction": 0.9,
-            "lambda_l2": 1.0,
-            "num_threads": self.num_threads,
-            "deterministic": True,
-            "force_col_wise": True,
-            "seed": seed,
-            "verbosity": -1,
-        }
+        """The LightGBM parameters this estimator trains with (:func:`lightgbm_params`)."""
+        return lightgbm_params(
+            objective=self.objective,
+            seed=seed,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_data_in_leaf=self.min_child_samples,
+            num_threads=self.num_threads,
+        )
 
     def _train(
         self,
@@ -100,40 +209,18 @@ class _LightGBMEstimator:
         rng = np.random.default_rng(self.random_state)
         val = _holdout_mask(np.asarray(groups), self.validation_share, rng)
         seed = int(rng.integers(2**31 - 1))
-        params = self.lgb_params(seed)
         names = feature_names or [f"f{j}" for j in range(x.shape[1])]
-        train = lgb.Dataset(
-            x[~val],
-            y[~val],
-            feature_name=names,
-            categorical_feature=categorical or "auto",
-            free_raw_data=True,
-            params={"verbosity": -1},
+        booster = train_booster(
+            self.lgb_params(seed),
+            x,
+            y,
+            valid=val,
+            n_rounds=self.n_estimators,
+            early_stopping_rounds=self.early_stopping_rounds,
+            feature_names=names,
+            categorical=categorical,
         )
-        callbacks = []
-        valid_sets = []
-        if val.any():
-            valid = lgb.Dataset(x[val], y[val], reference=train)
-            valid_sets = [valid]
-            callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
-        booster = lgb.train(
-            params,
-            train,
-            num_boost_round=self.n_estimators,
-            valid_sets=valid_sets,
-            callbacks=callbacks,
-        )
-        if val.any():
-            booster.best_iteration = booster.best_iteration or booster.current_iteration()
-            booster = lgb.Booster(
-                model_str=booster.model_to_string(num_iteration=booster.best_iteration)
-            )
         return booster, val
-
-
-def _log_loss(y: NDArray, p: NDArray) -> float:
-    p = np.clip(p, 1e-9, 1 - 1e-9)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
 
 def _platt_knots(
@@ -150,8 +237,8 @@ def _platt_knots(
     grid = np.unique(np.r_[np.quantile(p, np.linspace(0, 1, 201)), 1e-6, 1 - 1e-6])
     gl = np.log(grid / (1 - grid))
     mapped = 1.0 / (1.0 + np.exp(-(lr.coef_[0, 0] * gl + lr.intercept_[0])))
-    before = _log_loss(y, p)
-    after = _log_loss(y, np.interp(p, grid, mapped))
+    before = log_loss(y, p)
+    after = log_loss(y, np.interp(p, grid, mapped))
     if before - after <= min_gain * before:
         return np.zeros(0), np.zeros(0)
     return grid, mapped

@@ -1,17 +1,20 @@
 """Fidelity validation: does the simulator behave like the held-out users?
 
-Installed as ``simkit.validation``. :func:`validate` runs every check and returns a
-:class:`FidelityReport` (HTML, JSON, Markdown): per-impression fidelity (:mod:`.fidelity`),
+Installed as ``simkit.validation``. :func:`validate` (:mod:`.run`) runs every check and returns a
+:class:`FidelityReport` (:mod:`.report`; HTML, JSON, Markdown) whose figures are :class:`Metric`
+objects held to :class:`Gates` (:mod:`.gates`): per-impression fidelity (:mod:`.fidelity`),
 session-level fidelity beside noise floors (:mod:`.sessions`), the policy-ranking check
 (:mod:`.ranking` with the policies of :mod:`.policies`), the confounding check
-(:mod:`.confounding`). The off-policy estimators live in :mod:`.ope`, :mod:`.ope_slate` and
-:mod:`.ope_sequential`.
+(:mod:`.confounding`). The off-policy estimators live in :mod:`.ope` (single action; built on
+:mod:`.ope_kernel`), :mod:`.ope_slate` and :mod:`.ope_sequential`. Importing this package does not
+import :mod:`simkit.fitters`.
 """
 
 from __future__ import annotations
 
 from simkit.validation.confounding import ConfoundingResult, confounding_check
-from simkit.validation.fidelity import Gates, ImpressionFidelity, Metric, impression_fidelity
+from simkit.validation.fidelity import ImpressionFidelity, impression_fidelity
+from simkit.validation.gates import Gates, Metric
 from simkit.validation.policies import (
     GreedyClickPolicy,
     GreedyWatchPolicy,
@@ -26,7 +29,8 @@ from simkit.validation.policies import (
     run_in_world,
 )
 from simkit.validation.ranking import PolicyResult, RankingResult, policy_ranking
-from simkit.validation.report import SCHEMA_PATH, FidelityReport, validate
+from simkit.validation.report import SCHEMA_PATH, FidelityReport
+from simkit.validation.run import validate
 from simkit.validation.sessions import (
     HeldoutSessions,
     SessionFidelity,

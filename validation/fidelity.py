@@ -1,7 +1,7 @@
-"""Per-impression fidelity on held-out logs, and the figure / gate types every check reports with.
+"""Per-impression fidelity on held-out logs, and the weighted statistics every check bootstraps with.
 
 The held-out logs are replayed through the simulator's own state code
-(:func:`simkit.fitters.replay_with`: each session starts from the user's other held-out sessions and
+(:func:`simkit.replay.replay_with`: each session starts from the user's other held-out sessions and
 the logged items and responses drive :func:`simkit.state.transition`), so each held-out impression
 gets exactly the features the simulator would see. On those rows:
 
@@ -14,8 +14,10 @@ gets exactly the features the simulator would see. On those rows:
 
 Every figure has a percentile bootstrap 95% interval over held-out *sessions* (impressions of one
 session are not independent). Calibration error and KS distance are biased upward under
-resampling, so their intervals can sit above the point estimate. The bootstrap is vectorised: each resample is a vector of session
-counts, and every statistic is computed as a weighted statistic under those counts.
+resampling, so their intervals can sit above the point estimate. The bootstrap is vectorised: each
+resample is a vector of session counts, and every statistic is computed as a weighted statistic
+under those counts (log loss and ECE from :mod:`simkit.metrics`). The figures are
+:class:`~simkit.validation.gates.Metric` objects held to :class:`~simkit.validation.gates.Gates`.
 
 References
 ----------
@@ -35,126 +37,25 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse, stats
 
-from simkit.errors import ConfigError
-from simkit.fitters import PreparedLogs, replay_with
 from simkit.logs import Logs
+from simkit.metrics import calibration_bins, weighted_ece, weighted_log_loss
+from simkit.replay import PreparedLogs, replay_with
 from simkit.simulator import Simulator
+from simkit.validation.gates import Gates, Metric
 
 __all__ = [
-    "Gates",
     "ImpressionFidelity",
-    "Metric",
     "Reliability",
+    "bootstrap_chunks",
+    "half_splits",
     "impression_fidelity",
+    "ks_noise_floor",
+    "percentile_interval",
+    "reliability",
+    "session_weights",
     "weighted_auc",
     "weighted_ks",
 ]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Gates:
-    """Pass/fail thresholds of the fidelity report (all configurable).
-
-    Parameters
-    ----------
-    click_auc_min, continue_auc_min
-        Smallest acceptable held-out AUC of the click and continuation models. A model that ignores
-        its features (shuffled labels, a constant) scores 0.5.
-    click_ece_max, continue_ece_max
-        Largest acceptable expected calibration error (10 quantile bins).
-    ks_margin
-        Every KS distance (watch time, and each session-level distribution) must lie within its
-        noise floor plus this margin.
-    session_mean_tolerance
-        Each simulated session mean must be within this relative distance of the held-out mean.
-    clear_pair_gap
-        Two policies are *clearly different* when their reference values differ by more than this
-        share of the larger one.
-    clear_pairs_min
-        Smallest acceptable share of clearly different pairs the simulator orders correctly.
-    value_error_mean_max, value_error_max_max
-        Largest acceptable mean and largest relative value error over the policies.
-    logging_value_error_max
-        Largest acceptable relative value error of the logging-policy model.
-    confounding_min_gain
-        The confounding check fires when the lower 95% bound of the relative held-out log-loss
-        improvement from the logged propensity exceeds this (0.5%: refit noise alone moved a
-        placebo column's improvement by up to 0.25% at 50k rows, see :mod:`.confounding`).
-    """
-
-    click_auc_min: float = 0.6
-    click_ece_max: float = 0.02
-    continue_auc_min: float = 0.55
-    continue_ece_max: float = 0.02
-    ks_margin: float = 0.05
-    session_mean_tolerance: float = 0.10
-    clear_pair_gap: float = 0.10
-    clear_pairs_min: float = 1.0
-    value_error_mean_max: float = 0.10
-    value_error_max_max: float = 0.20
-    logging_value_error_max: float = 0.10
-    confounding_min_gain: float = 0.005
-
-    def __post_init__(self) -> None:
-        bad = [k for k, v in self.__dict__.items() if not np.isfinite(v) or v < 0]
-        if bad:
-            raise ConfigError(
-                f"Gates must be finite and non-negative; got {', '.join(bad)}. Use e.g. Gates()."
-            )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Metric:
-    """One figure of the report: value, interval, noise floor, threshold and verdict.
-
-    Parameters
-    ----------
-    key
-        Stable identifier (``"click_auc"``, ``"session_ks.length"``, ...).
-    label
-        What it is, in words.
-    section
-        ``"impression"``, ``"session"``, ``"ranking"`` or ``"confounding"``.
-    value, ci_low, ci_high
-        Point estimate and its bootstrap 95% interval (NaN when not computed).
-    noise_floor, noise_floor_sd
-        The same statistic between two random halves of the held-out data (mean and standard
-        deviation over the splits); NaN when the figure has none.
-    threshold, direction
-        The gate: ``value <= threshold`` (``"<="``) or ``value >= threshold`` (``">="``); no
-        threshold means the figure is reported, not gated.
-    passed
-        The verdict, or None for figures that are not gated or could not be computed.
-    note
-        Extra context (e.g. simulated vs held-out means).
-    """
-
-    key: str
-    label: str
-    section: str
-    value: float
-    ci_low: float = float("nan")
-    ci_high: float = float("nan")
-    noise_floor: float = float("nan")
-    noise_floor_sd: float = float("nan")
-    threshold: float | None = None
-    direction: str = "<="
-    passed: bool | None = None
-    note: str = ""
-
-    def __post_init__(self) -> None:
-        if self.direction not in ("<=", ">="):
-            raise ValueError(f"Metric.direction must be '<=' or '>='; got {self.direction!r}")
-
-    @classmethod
-    def gated(cls, *, threshold: float | None, **kwargs: object) -> Metric:
-        """A metric whose verdict is ``value <direction> threshold`` (None when value is NaN)."""
-        value = float(kwargs["value"])  # type: ignore[arg-type]
-        direction = str(kwargs.get("direction", "<="))
-        passed: bool | None = None
-        if threshold is not None and np.isfinite(value):
-            passed = bool(value <= threshold) if direction == "<=" else bool(value >= threshold)
-        return cls(threshold=threshold, passed=passed, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,34 +125,6 @@ def weighted_auc(y: NDArray, p: NDArray[np.float64], w: NDArray[np.float64]) -> 
         return np.where(den > 0, num / den, np.nan)
 
 
-def weighted_log_loss(
-    y: NDArray, p: NDArray[np.float64], w: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """Mean log loss under each row of weights ``w`` (shape (B, n))."""
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1 - 1e-9)
-    loss = -np.where(np.asarray(y) > 0, np.log(p), np.log1p(-p))
-    w = np.atleast_2d(w)
-    return (w @ loss) / w.sum(axis=1)
-
-
-def weighted_ece(
-    y: NDArray, p: NDArray[np.float64], w: NDArray[np.float64], *, n_bins: int = 10
-) -> NDArray[np.float64]:
-    """Expected calibration error over quantile bins of ``p`` under each row of weights ``w``.
-
-    The bins are the unweighted quantiles (fixed across resamples), as
-    :func:`simkit.fitters.expected_calibration_error` forms them.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    edges = np.quantile(p, np.linspace(0, 1, n_bins + 1)[1:-1])
-    b = np.searchsorted(edges, p, side="right")
-    ind = sparse.csr_matrix((np.ones(len(p)), (np.arange(len(p)), b)), shape=(len(p), n_bins))
-    w = np.atleast_2d(w)
-    gap = np.abs(np.asarray((ind.T @ (w * y).T).T) - np.asarray((ind.T @ (w * p).T).T))
-    return gap.sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12)
-
-
 def weighted_ks(
     a: NDArray[np.float64],
     wa: NDArray[np.float64],
@@ -286,8 +159,28 @@ def weighted_ks(
     return np.abs(fa - fb).max(axis=1)
 
 
-def _chunks(w: NDArray, session_of: NDArray, cells: int = 2_000_000) -> int:
-    """Number of chunks of bootstrap rows so that each holds about ``cells`` row weights."""
+def bootstrap_chunks(w: NDArray, session_of: NDArray, cells: int = 2_000_000) -> int:
+    """Number of chunks to split bootstrap weights into so that each holds about ``cells`` cells.
+
+    Parameters
+    ----------
+    w : numpy.ndarray of shape (B, n_sessions)
+        Bootstrap weights of sessions (:func:`session_weights`).
+    session_of : numpy.ndarray of shape (n,)
+        Session of each row the weights are expanded to.
+    cells : int, default 2_000_000
+        Target number of row weights per chunk (bounds the memory of ``w[:, session_of]``).
+
+    Returns
+    -------
+    int
+        At least 1; pass it to ``numpy.array_split(w, ...)``.
+
+    Examples
+    --------
+    >>> bootstrap_chunks(np.ones((200, 10)), np.zeros(50_000, np.int64))
+    5
+    """
     return max(1, int(np.ceil(w.shape[0] * len(session_of) / cells)))
 
 
@@ -318,8 +211,7 @@ def ks_noise_floor(
 def reliability(y: NDArray, p: NDArray[np.float64], *, n_bins: int = 10) -> Reliability:
     """Reliability diagram data over quantile bins of ``p``."""
     p = np.asarray(p, dtype=np.float64)
-    edges = np.quantile(p, np.linspace(0, 1, n_bins + 1)[1:-1])
-    b = np.searchsorted(edges, p, side="right")
+    b = calibration_bins(p, n_bins=n_bins)
     count = np.bincount(b, minlength=n_bins)
     keep = count > 0
     mean_p = np.bincount(b, weights=p, minlength=n_bins)[keep] / count[keep]
@@ -357,7 +249,7 @@ def impression_fidelity(
     gates
         Thresholds; ``Gates()`` when omitted.
     prepared
-        The held-out logs already replayed with :func:`simkit.fitters.replay_with` (saves a replay).
+        The held-out logs already replayed with :func:`simkit.replay.replay_with` (saves a replay).
     n_bootstrap
         Bootstrap resamples of sessions behind each interval.
     n_splits
@@ -388,7 +280,7 @@ def impression_fidelity(
         boot = np.concatenate(
             [
                 stat(w[:, session_of])
-                for w in np.array_split(w_sessions, _chunks(w_sessions, session_of))
+                for w in np.array_split(w_sessions, bootstrap_chunks(w_sessions, session_of))
             ]
         )
         lo, hi = percentile_interval(boot)
@@ -459,7 +351,7 @@ def impression_fidelity(
         ks = float(stats.ks_2samp(sampled, real).statistic)
         boot = [
             weighted_ks(sampled, w[:, sess], real, w[:, sess])
-            for w in np.array_split(w_sessions, _chunks(w_sessions, sess))
+            for w in np.array_split(w_sessions, bootstrap_chunks(w_sessions, sess))
         ]
         lo, hi = percentile_interval(np.concatenate(boot))
         out.append(

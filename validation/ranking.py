@@ -37,7 +37,8 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from simkit.simulator import Simulator
-from simkit.validation.fidelity import Gates, Metric, percentile_interval
+from simkit.validation.fidelity import percentile_interval
+from simkit.validation.gates import Gates, Metric
 from simkit.validation.ope import snips
 from simkit.validation.ope_sequential import pdis
 from simkit.validation.policies import (

@@ -1,19 +1,10 @@
-"""``validate``: the fidelity report of a simulator against held-out logs, as HTML, JSON and Markdown.
+"""The fidelity report: :class:`FidelityReport`, its verdict and its HTML, JSON and Markdown forms.
 
-:func:`validate` runs every check of :mod:`simkit.validation` and returns a :class:`FidelityReport`:
-
-1. per-impression fidelity (:mod:`.fidelity`): click AUC, log loss, calibration with a reliability
-   diagram, continuation AUC and calibration, watch-time KS beside its noise floor;
-2. session-level fidelity (:mod:`.sessions`): KS, p-value and interval of four session
-   distributions beside their noise floors, with the simulated and held-out means;
-3. the policy-ranking check (:mod:`.ranking`, :mod:`.policies`) against the ground-truth world
-   (``world=``) or off-policy estimates (logs with propensities);
-4. the confounding check (:mod:`.confounding`).
-
-Every gated figure is compared with a threshold of :class:`~simkit.validation.fidelity.Gates`;
-:attr:`FidelityReport.passed` is true when all gates pass. The HTML file is self-contained (the
-plots are PNGs embedded as base64, drawn with matplotlib's Agg canvas); the JSON follows the
-documented schema ``report_schema.json`` beside this module.
+:func:`simkit.validation.validate` (in :mod:`.run`) fills a :class:`FidelityReport` with the
+results of every check. Every gated figure is compared with a threshold of
+:class:`~simkit.validation.gates.Gates`; :attr:`FidelityReport.passed` is true when no gate failed.
+The HTML file is self-contained (the plots are PNGs embedded as base64, drawn with matplotlib's Agg
+canvas); the JSON follows the documented schema ``report_schema.json`` beside this module.
 
 References
 ----------
@@ -32,27 +23,17 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from simkit.logs import Logs
-from simkit.simulator import Simulator
-from simkit.validation.confounding import ConfoundingResult, confounding_check
-from simkit.validation.fidelity import Gates, ImpressionFidelity, Metric, impression_fidelity
-from simkit.validation.policies import Policy, default_policies, fit_logging_policy
-from simkit.validation.ranking import RankingResult, policy_ranking
-from simkit.validation.sessions import (
-    DISTRIBUTIONS,
-    SessionFidelity,
-    heldout_sessions,
-    session_fidelity,
-)
+from simkit.validation.confounding import ConfoundingResult
+from simkit.validation.fidelity import ImpressionFidelity
+from simkit.validation.gates import Gates, Metric
+from simkit.validation.ranking import RankingResult
+from simkit.validation.sessions import DISTRIBUTIONS, SessionFidelity
 
-if TYPE_CHECKING:
-    from simkit.synthetic import World
-
-__all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "FidelityReport", "validate"]
+__all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "FidelityReport"]
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("report_schema.json")
@@ -328,182 +309,6 @@ def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def validate(
-    simulator: Simulator,
-    holdout_logs: Logs,
-    *,
-    rng: np.random.Generator,
-    progress: bool = False,
-    world: World | None = None,
-    policies: list[Policy] | None = None,
-    default_policy_set: bool = True,
-    gates: Gates | None = None,
-    n_sessions: int = 4000,
-    n_candidates: int = 20,
-    n_bootstrap: int = 200,
-    n_splits: int = 30,
-    drop_training_users: bool = True,
-) -> FidelityReport:
-    """Check a simulator against held-out logs and return the fidelity report.
-
-    Parameters
-    ----------
-    simulator
-        The fitted simulator.
-    holdout_logs
-        Held-out logs (users the simulator was not fitted on), from :func:`simkit.logs.read_logs`.
-    rng
-        Generator; every check draws from its own spawned stream.
-    progress
-        Show progress bars.
-    world
-        The synthetic world the logs came from: the policy-ranking reference becomes the truth.
-    policies
-        Extra policies for the ranking check (:class:`simkit.validation.policies.Policy`).
-    default_policy_set
-        Include random, popular, greedy on clicks, greedy on watch time and the logging-policy model.
-    gates
-        Thresholds; ``Gates()`` when omitted.
-    n_sessions
-        Sessions per policy in the ranking check (at least 4,000 to judge a 10% value error).
-    n_candidates
-        Candidates offered per step in the ranking check.
-    n_bootstrap
-        Bootstrap resamples behind the intervals.
-    n_splits
-        Random half-splits behind each noise floor (at least 30).
-    drop_training_users
-        Drop held-out rows of users the simulator was fitted on (said in the report's notes).
-
-    Returns
-    -------
-    FidelityReport
-
-    Raises
-    ------
-    TypeError
-        When ``simulator`` or ``holdout_logs`` is of the wrong type.
-    ConfigError
-        When ``n_splits`` is below 30.
-
-    Examples
-    --------
-    >>> report = validate(sim, holdout, rng=np.random.default_rng(0))  # doctest: +SKIP
-    >>> report.to_html("report.html"); print(report.summary())         # doctest: +SKIP
-    """
-    from tqdm.auto import tqdm
-
-    from simkit.errors import ConfigError, LogError
-    from simkit.fitters import replay_with
-
-    if not isinstance(simulator, Simulator):
-        raise TypeError(f"simulator must be a simkit Simulator; got {type(simulator)}")
-    if not isinstance(holdout_logs, Logs):
-        raise TypeError(f"holdout_logs must be simkit Logs (read_logs); got {type(holdout_logs)}")
-    if n_splits < 30:
-        raise ConfigError(
-            f"n_splits must be at least 30 (single half-splits vary by a factor of 1.7); got "
-            f"{n_splits}."
-        )
-    gates = gates or Gates()
-    notes: list[str] = []
-    logs = holdout_logs
-    if drop_training_users:
-        seen = logs.frame["user_id"].isin(simulator.users.user_ids).to_numpy()
-        if seen.all():
-            notes.append(
-                "Every held-out user is also in the simulator's training logs, so the figures "
-                "are optimistic; validate on users held out of the fit (simkit fit holds out "
-                "20% of users)."
-            )
-        elif seen.any():
-            n_users = logs.frame.loc[seen, "user_id"].nunique()
-            logs = logs.subset(~seen)
-            notes.append(
-                f"{n_users:,} users ({int(seen.sum()):,} rows) of these logs were in the "
-                "simulator's training logs and were left out; the report covers the "
-                f"{logs.n_users:,} other users."
-            )
-    if logs.n_sessions < 10 or int(logs.frame["clicked"].sum()) < 2:
-        raise LogError(
-            f"{logs.source}: validation needs at least 10 held-out sessions with some clicks; got "
-            f"{logs.n_sessions} sessions and {int(logs.frame['clicked'].sum())} clicks. Provide "
-            "more held-out logs."
-        )
-    imp_rng, sess_rng, pol_rng, rank_rng, conf_rng = rng.spawn(5)
-    bar = tqdm(total=6, desc="validate", disable=not progress, leave=False)
-    prep = replay_with(simulator, logs)
-    bar.update()
-    impression = impression_fidelity(
-        simulator,
-        logs,
-        rng=imp_rng,
-        gates=gates,
-        prepared=prep,
-        n_bootstrap=n_bootstrap,
-        n_splits=n_splits,
-    )
-    bar.update()
-    held = heldout_sessions(simulator, logs)
-    sessions = session_fidelity(
-        simulator,
-        logs,
-        rng=sess_rng,
-        gates=gates,
-        held=held,
-        n_bootstrap=n_bootstrap,
-        n_splits=n_splits,
-    )
-    bar.update()
-    logging_model = fit_logging_policy(simulator, held, rng=pol_rng)
-    bar.update()
-    chosen = (default_policies(logging_model) if default_policy_set else []) + list(policies or [])
-    names = [p.name for p in chosen]
-    if len(set(names)) < len(names):
-        raise ConfigError(f"policy names must be unique; got {names}.")
-    ranking = (
-        policy_ranking(
-            simulator,
-            held,
-            chosen,
-            rng=rank_rng,
-            world=world,
-            gates=gates,
-            n_sessions=n_sessions,
-            n_candidates=n_candidates,
-            progress=progress,
-        )
-        if chosen
-        else None
-    )
-    bar.update()
-    confounding = confounding_check(simulator, logs, rng=conf_rng, gates=gates, prepared=prep)
-    bar.update()
-    bar.close()
-    if held.slates:
-        notes.append("The logs hold slates; session simulation replays one item per step.")
-    from simkit import __version__
-
-    return FidelityReport(
-        gates=gates,
-        impression=impression,
-        sessions=sessions,
-        ranking=ranking,
-        confounding=confounding,
-        logging_policy=logging_model.describe(),
-        source={
-            "file": logs.source,
-            "rows": logs.n_rows,
-            "sessions": logs.n_sessions,
-            "users": logs.n_users,
-            "has_propensity": logs.has_propensity,
-            "simulator_train_rows": simulator.metrics.get("train_rows"),
-        },
-        notes=tuple(notes),
-        simkit_version=str(__version__),
-    )
 
 
 # ---------------------------------------------------------------------------- HTML rendering

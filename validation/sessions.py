@@ -38,15 +38,14 @@ from simkit.logs import Logs
 from simkit.replay import session_start_interest
 from simkit.simulator import Simulator
 from simkit.state import SessionState, encode_column, initial_state, transition
+from simkit.validation.fidelity import bootstrap_chunks as _chunks
 from simkit.validation.fidelity import (
-    Gates,
-    Metric,
-    _chunks,
     half_splits,
     percentile_interval,
     session_weights,
     weighted_ks,
 )
+from simkit.validation.gates import Gates, Metric
 
 __all__ = [
     "DISTRIBUTIONS",
