@@ -35,8 +35,9 @@ from threadpoolctl import threadpool_limits
 
 from simkit import nn
 from simkit.agents import REINFORCE, DecisionLog, LinTS, LinUCB, RandomAgent, discounted_returns
+from simkit.agents.registry import AGENTS
 from simkit.agents.testenvs import LinearBanditEnv, SlateMNLEnv
-from simkit.agents.train import AGENT_DEFAULTS, make_env
+from simkit.agents.train import make_env
 
 
 def timed(fn: Callable[[], int], repeat: int) -> tuple[float, float, float]:
@@ -150,7 +151,7 @@ def bench_simulator(
     online_steps = max(steps * 4, 1000)
     results = {}
     # the online update: plain REINFORCE on batches of 256 steps, batch-mean baseline
-    pg = {**AGENT_DEFAULTS["reinforce"], "blas_threads": None}
+    pg = {**AGENTS["reinforce"].defaults, "blas_threads": None}
 
     def updates() -> int:
         agent = REINFORCE(correction="none", train_on="all", offline_baseline="batch_mean", **pg)
@@ -161,7 +162,7 @@ def bench_simulator(
         REINFORCE(**pg).learn_online(env, online_steps, rng=np.random.default_rng(0))
         return online_steps
 
-    ucb = AGENT_DEFAULTS["linucb"]
+    ucb = AGENTS["linucb"].defaults
 
     def decisions() -> int:
         agent, rng = LinUCB(**ucb), np.random.default_rng(0)

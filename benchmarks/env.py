@@ -52,7 +52,7 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
         from simkit.synthetic import write_samples
 
         tmp = tempfile.TemporaryDirectory()
-        paths = write_samples(tmp.name, n_sessions=args.sessions, seed=0)
+        paths = write_samples(tmp.name, n_sessions=args.sessions, rng=np.random.default_rng(0))
         logs_path, items_path = paths["logs.parquet"], paths["items.parquet"]
     print(f"fitting a simulator on {logs_path} ...", flush=True)
     t0 = time.perf_counter()

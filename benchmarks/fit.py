@@ -26,7 +26,7 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-from simkit.fitters import FitConfig, fit_simulator
+from simkit.fitters import FitConfig, fit_simulator_with_rows
 from simkit.fitters.models import _LightGBMEstimator
 from simkit.logs import read_logs
 from simkit.synthetic import World, WorldConfig
@@ -46,7 +46,8 @@ def _measure(path: Path, items: Path) -> None:
     before_mb = _peak_mb()
     config = FitConfig()
     t = time.perf_counter()
-    sim, prep = fit_simulator(logs, config, rng=np.random.default_rng(2), return_rows=True)
+    fitted = fit_simulator_with_rows(logs, config, rng=np.random.default_rng(2))
+    sim, prep = fitted.simulator, fitted.prepared
     fit_s = time.perf_counter() - t
     fit_peak = _peak_mb()
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from simkit.fitters import FitConfig, fit_simulator, replay_with
+from simkit.fitters import FitConfig, fit_simulator
 from simkit.logs import read_logs, split_logs
+from simkit.replay import replay_with
 from simkit.validation import (
     confounding_check,
     default_policies,

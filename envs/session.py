@@ -9,7 +9,8 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
-from simkit.envs._core import EnvConfig, RewardFn, SessionCore, Streams, load_simulator
+from simkit.envs._core import EnvConfig, RewardFn, SessionCore, load_simulator
+from simkit.session import Streams
 from simkit.simulator import Simulator
 from simkit.state import SessionState
 
@@ -189,11 +190,22 @@ class SessionEnv(gym.Env[dict[str, NDArray[np.float32]], Any]):
         if not self.action_space.contains(_as_action(action, self.core.s)):
             raise ValueError(f"Action {action!r} is outside the action space {self.action_space}.")
         slots = self.core.slots(np.asarray(action, dtype=np.int64).reshape(1, self.core.s))
-        response = self.core.respond(self._state, self._cands, slots, self._streams)
+        response, reward = self.core.respond(self._state, self._cands, slots, self._streams)
         info = self.core.step_info(response, 0)
         obs, obs_info = self._observe()
         info.update(obs_info)
-        return obs, float(response.reward[0]), bool(response.terminated[0]), False, info
+        return obs, float(reward[0]), bool(response.terminated[0]), False, info
+
+    def immediate_values(self, reward: str | None = None) -> NDArray[np.float64]:
+        """Expected immediate reward of each current candidate under the fitted models, (K,).
+
+        The one definition of :func:`simkit.session.immediate_values` (``p(click)`` times the
+        fitted watch distribution's mean for the watch-time reward), computed from the env's own
+        state: what greedy agents and warm starts rank by.
+        """
+        if self._state is None or self._cands is None:
+            raise RuntimeError("Call reset() before immediate_values().")
+        return self.core.immediate_values(self._state, self._cands, reward)[0]
 
 
 def _as_action(action: Any, slate_size: int) -> Any:

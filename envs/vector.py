@@ -11,7 +11,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
-from simkit.envs._core import EnvConfig, Response, RewardFn, SessionCore, Streams, load_simulator
+from simkit.envs._core import EnvConfig, RewardFn, SessionCore, load_simulator
+from simkit.session import StepResult, Streams
 from simkit.simulator import Simulator
 
 __all__ = ["SessionVectorEnv"]
@@ -218,7 +219,9 @@ class SessionVectorEnv(VectorEnv):
         fresh = self.core.start(len(reset_rows), self._streams.users) if len(reset_rows) else None
         slots = a.copy()
         slots[active] = self.core.slots(a[active])
-        response = self.core.respond(self._state, self._cands, slots, self._streams, active=active)
+        response, reward = self.core.respond(
+            self._state, self._cands, slots, self._streams, active=active
+        )
         if fresh is not None:
             self._state.put(reset_rows, fresh)
             self._elapsed[reset_rows] = 0
@@ -245,9 +248,18 @@ class SessionVectorEnv(VectorEnv):
             for key in obs:
                 obs[key][rows] = fresh_obs[key]
             info["candidate_item_ids"][rows] = self.core.item_ids(self._cands[rows])
-        return obs, response.reward.copy(), terminated, truncated, info
+        return obs, reward, terminated, truncated, info
 
-    def _step_info(self, r: Response, mask: NDArray[np.bool_]) -> dict[str, Any]:
+    def immediate_values(self, reward: str | None = None) -> NDArray[np.float64]:
+        """Expected immediate reward of each session's current candidates, (num_envs, K).
+
+        See :meth:`simkit.envs.SessionEnv.immediate_values`.
+        """
+        if self._state is None or self._cands is None:
+            raise RuntimeError("Call reset() before immediate_values().")
+        return self.core.immediate_values(self._state, self._cands, reward)
+
+    def _step_info(self, r: StepResult, mask: NDArray[np.bool_]) -> dict[str, Any]:
         """Batched step info; ``mask`` marks the sessions whose entries are meaningful."""
         assert self._cands is not None
         info: dict[str, Any] = {

@@ -1,17 +1,17 @@
 """Fitting a simulator from logs: click, watch-time and continuation models and embeddings.
 
-Installed as ``simkit.fitters``; import it under that name.
+Installed as ``simkit.fitters``; import it under that name. The log replay the fit runs on lives in
+:mod:`simkit.replay` (``prepare_logs``, ``replay_with``), shared with validation.
 """
 
 from __future__ import annotations
 
 from simkit.fitters.fit import (
     FitConfig,
-    PreparedLogs,
+    FitResult,
     fit_simulator,
+    fit_simulator_with_rows,
     heldout_metrics,
-    prepare_logs,
-    replay_with,
 )
 from simkit.fitters.models import (
     ClickModel,
@@ -24,11 +24,10 @@ __all__ = [
     "ClickModel",
     "ContinuationModel",
     "FitConfig",
-    "PreparedLogs",
+    "FitResult",
     "WatchTimeModel",
     "expected_calibration_error",
     "fit_simulator",
+    "fit_simulator_with_rows",
     "heldout_metrics",
-    "prepare_logs",
-    "replay_with",
 ]

@@ -19,7 +19,6 @@ from numpy.typing import NDArray
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_limits
 
 from simkit.errors import ConfigError, LogError
 from simkit.fitters.models import (
@@ -30,23 +29,32 @@ from simkit.fitters.models import (
 )
 from simkit.logs import Logs
 from simkit.models import BinaryResponse
-from simkit.replay import ReplayRows, replay_sessions, session_start_interest
+from simkit.replay import (
+    PreparedLogs,
+    ReplayRows,
+    index_logs,
+    prepare_logs,
+    replay_with,
+    session_features,
+    user_start_interest,
+)
 from simkit.simulator import Simulator, UserTable
 from simkit.state import (
     Catalogue,
+    Dynamics,
     FeatureSpec,
     encode_column,
     item_embeddings_from_clicks,
     item_embeddings_from_features,
 )
+from simkit.threads import blas_threads
 
 __all__ = [
     "FitConfig",
-    "PreparedLogs",
+    "FitResult",
     "fit_simulator",
+    "fit_simulator_with_rows",
     "heldout_metrics",
-    "prepare_logs",
-    "replay_with",
 ]
 
 MIN_SESSIONS = 10
@@ -112,16 +120,6 @@ class FitConfig:
             "num_threads": self.num_threads,
             "random_state": seed,
         }
-
-
-@dataclass(frozen=True)
-class PreparedLogs:
-    """A log replayed through the state: model rows plus the codes that index them."""
-
-    rows: ReplayRows
-    session_codes: NDArray[np.int64]
-    user_ids_of_session: NDArray
-    duration_of_row: NDArray[np.float64]
 
 
 def _item_feature_table(logs: Logs) -> pd.DataFrame | None:
@@ -194,49 +192,6 @@ def _user_columns(logs: Logs) -> tuple[str, ...]:
     )
 
 
-def prepare_logs(
-    logs: Logs,
-    catalogue: Catalogue,
-    user_columns: tuple[str, ...],
-    categories: dict[str, list],
-    *,
-    eta: float,
-    shrinkage: float,
-    prior_mean: NDArray[np.float64],
-) -> PreparedLogs:
-    """Replay ``logs`` with each session starting from the user's other sessions (LOSO)."""
-    frame = logs.frame
-    session_codes = pd.factorize(frame["session_id"], sort=False)[0].astype(np.int64)
-    first = np.r_[0, np.flatnonzero(np.diff(session_codes)) + 1]
-    user_ids_of_session = frame["user_id"].to_numpy()[first]
-    user_of_session = pd.factorize(user_ids_of_session)[0].astype(np.int64)
-    clicked = frame["clicked"].to_numpy() > 0
-    start = session_start_interest(
-        user_of_session,
-        session_codes[clicked],
-        catalogue.rows(frame["item_id"].to_numpy()[clicked]),
-        catalogue.embedding,
-        prior_mean,
-        shrinkage=shrinkage,
-    )
-    blocks = [
-        encode_column(frame[c].iloc[first].reset_index(drop=True), categories.get(c))[0]
-        for c in user_columns
-    ]
-    ufeat = (
-        np.column_stack(blocks).astype(np.float32)
-        if blocks
-        else np.empty((len(first), 0), np.float32)
-    )
-    rows = replay_sessions(frame, catalogue, start, ufeat, eta=eta)
-    return PreparedLogs(
-        rows=rows,
-        session_codes=session_codes,
-        user_ids_of_session=user_ids_of_session,
-        duration_of_row=catalogue.duration[rows.item_rows],
-    )
-
-
 def _click_embedding(
     logs: Logs, ids: pd.Index, dim: int, rng: np.random.Generator
 ) -> NDArray[np.float64]:
@@ -255,7 +210,7 @@ def _prepare_out_of_fold(
     user_cols: tuple[str, ...],
     categories: dict[str, list],
     config: FitConfig,
-    prior_mean: NDArray[np.float64],
+    dynamics: Dynamics,
     rng: np.random.Generator,
 ) -> PreparedLogs:
     """Replay each fold of users with embeddings fitted on the other folds' clicks.
@@ -293,27 +248,11 @@ def _prepare_out_of_fold(
         parts.append(
             (
                 np.flatnonzero(fold == f),
-                prepare_logs(
-                    sub,
-                    fold_cat,
-                    user_cols,
-                    categories,
-                    eta=config.eta,
-                    shrinkage=config.shrinkage,
-                    prior_mean=prior_mean,
-                ),
+                prepare_logs(sub, fold_cat, user_cols, categories, dynamics),
             )
         )
     if len(parts) < n_folds:
-        return prepare_logs(
-            logs,
-            catalogue,
-            user_cols,
-            categories,
-            eta=config.eta,
-            shrinkage=config.shrinkage,
-            prior_mean=prior_mean,
-        )
+        return prepare_logs(logs, catalogue, user_cols, categories, dynamics)
     n = len(frame)
     x_click = np.empty((n, parts[0][1].rows.x_click.shape[1]), np.float32)
     step_of_row = np.empty(n, np.int64)
@@ -360,6 +299,14 @@ def _check_fittable(logs: Logs) -> None:
         )
 
 
+@dataclass(frozen=True)
+class FitResult:
+    """A fitted simulator and the replayed training rows its models were fitted on."""
+
+    simulator: Simulator
+    prepared: PreparedLogs
+
+
 def fit_simulator(
     logs: Logs,
     config: FitConfig | None = None,
@@ -367,8 +314,7 @@ def fit_simulator(
     rng: np.random.Generator,
     holdout: Logs | None = None,
     progress: bool = False,
-    return_rows: bool = False,
-) -> Simulator | tuple[Simulator, PreparedLogs]:
+) -> Simulator:
     """Fit a simulator from training logs.
 
     Parameters
@@ -378,35 +324,42 @@ def fit_simulator(
     config
         Fit settings; defaults when omitted.
     rng
-        Generator; every stochastic part (SVD start, early-stopping split, model seeds, mixture)
-        draws from its own spawned stream.
+        Generator; every stochastic part (SVD start, early-stopping split, model seeds, mixture,
+        position bias, held-out metrics) draws from its own spawned stream.
     holdout
         Optional held-out logs: fit-time metrics (click AUC, continuation AUC, watch KS) are
         measured on them, else on nothing (NaN).
     progress
         Show a progress bar over the fitting stages.
-    return_rows
-        Also return the replayed training rows the models were fitted on (for diagnostics and
-        for reference models fitted on the very same rows).
 
     Returns
     -------
-    Simulator, or (Simulator, PreparedLogs) with ``return_rows=True``
+    Simulator
 
     Raises
     ------
     LogError
         When the logs are too small to fit (few sessions, no clicks, or only clicks).
     """
+    return fit_simulator_with_rows(
+        logs, config, rng=rng, holdout=holdout, progress=progress
+    ).simulator
+
+
+def fit_simulator_with_rows(
+    logs: Logs,
+    config: FitConfig | None = None,
+    *,
+    rng: np.random.Generator,
+    holdout: Logs | None = None,
+    progress: bool = False,
+) -> FitResult:
+    """:func:`fit_simulator`, also returning the replayed training rows (for diagnostics and for
+    reference models fitted on the very same rows)."""
     config = config or FitConfig()
     _check_fittable(logs)
-    # numpy's BLAS threads spin after each call and fight LightGBM's OpenMP threads for the same
-    # cores (measured here: a LightGBM step up to 30x slower); the numpy work of a fit is small
-    # per call, so BLAS runs on one thread while fitting.
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _fit(
-            logs, config, rng=rng, holdout=holdout, progress=progress, return_rows=return_rows
-        )
+    with blas_threads(1):
+        return _fit(logs, config, rng=rng, holdout=holdout, progress=progress)
 
 
 def _fit(
@@ -416,12 +369,11 @@ def _fit(
     rng: np.random.Generator,
     holdout: Logs | None,
     progress: bool,
-    return_rows: bool,
-) -> Simulator | tuple[Simulator, PreparedLogs]:
+) -> FitResult:
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    emb_rng, model_rng, mix_rng, metric_rng = rng.spawn(4)
+    emb_rng, model_rng, mix_rng, metric_rng, bias_rng = rng.spawn(5)
     seeds = model_rng.integers(2**31 - 1, size=3)
     bar = tqdm(total=6, desc="fit", disable=not progress, leave=False)
 
@@ -436,22 +388,17 @@ def _fit(
     prior_mean = catalogue.embedding[
         catalogue.rows(logs.frame["item_id"].to_numpy()[clicked])
     ].mean(0)
+    dynamics = Dynamics(
+        eta=config.eta, prior_mean=tuple(prior_mean.tolist()), shrinkage=config.shrinkage
+    )
     bar.update()
 
     if source == "clicks":
         prep = _prepare_out_of_fold(
-            logs, catalogue, user_cols, categories, config, prior_mean, emb_rng
+            logs, catalogue, user_cols, categories, config, dynamics, emb_rng
         )
     else:
-        prep = prepare_logs(
-            logs,
-            catalogue,
-            user_cols,
-            categories,
-            eta=config.eta,
-            shrinkage=config.shrinkage,
-            prior_mean=prior_mean,
-        )
+        prep = prepare_logs(logs, catalogue, user_cols, categories, dynamics)
     rows = prep.rows
     bar.update()
     names = list(spec.click_names)
@@ -484,7 +431,7 @@ def _fit(
     )
     bar.update()
 
-    users = _user_table(logs, catalogue, user_cols, categories, prior_mean, config.shrinkage)
+    users = _user_table(logs, catalogue, user_cols, categories, dynamics)
     n_comp = max(1, min(config.mixture_components, len(users.user_ids) // 20))
     gmm = GaussianMixture(
         n_components=n_comp,
@@ -502,19 +449,14 @@ def _fit(
         click=click.to_runtime(),
         watch=watch.to_runtime(),
         cont=cont.to_runtime(),
-        eta=config.eta,
+        dynamics=dynamics,
         categories=categories,
-        config={
-            **asdict(config),
-            "embedding_source": source,
-            "prior_mean": prior_mean.tolist(),
-            "shrinkage": config.shrinkage,
-        },
+        config={**asdict(config), "embedding_source": source},
         schema={"source": logs.source},
     )
     if logs.has_position:
         sim.position_bias = estimate_position_bias(
-            sim.click, rows.x_click, names.index("position"), rng=metric_rng
+            sim.click, rows.x_click, names.index("position"), rng=bias_rng
         )
     sim.metrics = {
         "train_rows": logs.n_rows,
@@ -525,7 +467,7 @@ def _fit(
     }
     bar.update()
     bar.close()
-    return (sim, prep) if return_rows else sim
+    return FitResult(simulator=sim, prepared=prep)
 
 
 def estimate_position_bias(
@@ -560,45 +502,16 @@ def _user_table(
     catalogue: Catalogue,
     user_cols: tuple[str, ...],
     categories: dict[str, list],
-    prior_mean: NDArray[np.float64],
-    shrinkage: float,
+    dynamics: Dynamics,
 ) -> UserTable:
-    frame = logs.frame
-    user_codes, user_ids = pd.factorize(frame["user_id"])
-    n_users = len(user_ids)
-    clicked = frame["clicked"].to_numpy() > 0
-    d = catalogue.dim
-    sums = np.zeros((n_users, d))
-    np.add.at(
-        sums,
-        user_codes[clicked],
-        catalogue.embedding[catalogue.rows(frame["item_id"].to_numpy()[clicked])],
+    """Known users: the start interest of a new session of each (all the user's clicks)."""
+    index = index_logs(logs.frame, catalogue)
+    _, by_user = user_start_interest(index, catalogue, dynamics)
+    first_session = np.unique(index.user_of_session, return_index=True)[1]
+    feats = session_features(
+        logs.frame, index.session_first_row[first_session], user_cols, categories
     )
-    counts = np.bincount(user_codes[clicked], minlength=n_users).astype(np.float64)
-    z0 = (sums + shrinkage * prior_mean) / (counts + shrinkage)[:, None]
-    first = np.unique(user_codes, return_index=True)[1]
-    blocks = [
-        encode_column(frame[c].iloc[first].reset_index(drop=True), categories.get(c))[0]
-        for c in user_cols
-    ]
-    feats = (
-        np.column_stack(blocks).astype(np.float32) if blocks else np.empty((n_users, 0), np.float32)
-    )
-    return UserTable(user_ids=np.asarray(user_ids), z0=z0, hist_n=np.log1p(counts), features=feats)
-
-
-def replay_with(sim: Simulator, logs: Logs) -> PreparedLogs:
-    """Replay other logs (e.g. held-out users) with a fitted simulator's catalogue and state."""
-    prior = np.asarray(sim.config.get("prior_mean"), dtype=np.float64)
-    return prepare_logs(
-        logs,
-        sim.catalogue,
-        sim.spec.user_columns,
-        sim.categories,
-        eta=sim.eta,
-        shrinkage=float(sim.config.get("shrinkage", 5.0)),
-        prior_mean=prior,
-    )
+    return UserTable(user_ids=index.user_ids, z0=by_user.z0, hist_n=by_user.hist_n, features=feats)
 
 
 def heldout_metrics(sim: Simulator, holdout: Logs, *, rng: np.random.Generator) -> dict[str, float]:

@@ -17,10 +17,14 @@ __all__ = ["main"]
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from simkit.synthetic import WorldConfig, write_samples
 
     config = WorldConfig(confounded=args.confounded, misspecified=args.misspecified)
-    paths = write_samples(args.out, n_sessions=args.sessions, seed=args.seed, config=config)
+    paths = write_samples(
+        args.out, n_sessions=args.sessions, rng=np.random.default_rng(args.seed), config=config
+    )
     for path in paths.values():
         print(f"wrote {path}  ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
@@ -111,6 +115,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     gates = Gates(**overrides)
     simulator = Simulator.load(args.simulator)
     holdout = read_logs(args.logs, items=args.items)
+    extra = None
+    if args.agents:
+        from simkit.agents.policy import load_agent_policies
+
+        extra = list(load_agent_policies(args.agents))
     report = validate(
         simulator,
         holdout,
@@ -118,6 +127,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         gates=gates,
         n_sessions=args.sessions,
+        policies=extra,  # type: ignore[arg-type]
     )
     report.to_html(args.out)
     base = str(args.out).removesuffix(".html")
@@ -190,7 +200,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(text: str) -> int:
+    """argparse type of ``--seed``: a whole number >= 0 (numpy's seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0; got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    """argparse type of counts: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
+    from simkit.agents.registry import AGENTS
+
     parser = argparse.ArgumentParser(
         prog="simkit",
         description="Fit a user simulator from recommender logs, check its fidelity, train agents.",
@@ -198,8 +232,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="write synthetic logs with known ground truth")
-    p.add_argument("--sessions", type=int, default=15000, help="number of sessions (default 15000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the world and its logs")
+    p.add_argument(
+        "--sessions", type=_positive, default=15000, help="number of sessions (default 15000)"
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the world and its logs")
     p.add_argument("--out", required=True, help="folder to write logs.parquet, logs.csv.gz, items")
     p.add_argument("--confounded", action="store_true", help="logger sees the latent interest")
     p.add_argument("--misspecified", action="store_true", help="hidden fatigue in the truth")
@@ -217,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", help="TOML file mapping your column names to simkit's")
     p.add_argument("--items", help="item catalogue (item_id, item_* features, duration)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of users held out (0.2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and the fit")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the split and the fit")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_fit)
@@ -227,7 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", required=True, help="held-out logs")
     p.add_argument("--items", help="item catalogue")
     p.add_argument("--out", default="report.html", help="HTML report path (report.html)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulations and bootstraps")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the simulations and bootstraps")
     p.add_argument("--strict", action="store_true", help="exit 1 when a fidelity gate fails")
     p.add_argument(
         "--gates",
@@ -236,7 +272,13 @@ def _parser() -> argparse.ArgumentParser:
         help="override gate thresholds, e.g. click_auc_min=0.65 ks_margin=0.03",
     )
     p.add_argument(
-        "--sessions", type=int, default=4000, help="sessions per policy in the ranking (4000)"
+        "--sessions", type=_positive, default=4000, help="sessions per policy in the ranking (4000)"
+    )
+    p.add_argument(
+        "--agents",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="trained agents (run folders of 'simkit train') to rank beside the built-in policies",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_validate)
@@ -250,11 +292,13 @@ def _parser() -> argparse.ArgumentParser:
         "--agent",
         required=True,
         metavar="NAME",
-        help="random, popular, greedy (the click model), linucb, lints or reinforce",
+        help="; ".join(f"{name}: {spec.summary}" for name, spec in AGENTS.items()),
     )
-    p.add_argument("--steps", type=int, required=True, help="env steps (decisions) of training")
+    p.add_argument(
+        "--steps", type=_positive, required=True, help="env steps (decisions) of training"
+    )
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
-    p.add_argument("--seed", type=int, default=0, help="seed of the env and the agent (0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the env and the agent (0)")
     p.add_argument("--candidates", type=int, default=50, help="candidates per step (50)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -269,8 +313,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="run folders of 'simkit train'",
     )
-    p.add_argument("--episodes", type=int, default=1000, help="episodes per agent (1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated users (0)")
+    p.add_argument("--episodes", type=_positive, default=1000, help="episodes per agent (1000)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the simulated users (0)")
     p.add_argument(
         "--candidates", type=int, help="candidates per step (default: the runs' own setting)"
     )

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from simkit.models import BinaryResponse, WatchResponse
 from simkit.state import (
     Catalogue,
+    Dynamics,
     FeatureSpec,
     SessionState,
     click_features,
@@ -40,7 +41,7 @@ from simkit.state import (
 
 __all__ = ["FORMAT_VERSION", "Simulator", "UserBatch", "UserTable"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -84,13 +85,13 @@ class Simulator:
     click: BinaryResponse
     watch: WatchResponse
     cont: BinaryResponse
-    eta: float
-    watch_scale: float | None = None
+    dynamics: Dynamics
     categories: dict[str, list] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     schema: dict[str, Any] = field(default_factory=dict)
     position_bias: NDArray[np.float64] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ users
 
@@ -151,23 +152,6 @@ class Simulator:
     ) -> NDArray[np.float64]:
         """Watch seconds for clicked rows with features ``x`` of catalogue rows ``items``."""
         return self.watch.sample(x, self.catalogue.duration[items], rng=rng)
-
-    def sample_response(
-        self, state: SessionState, items: NDArray[np.int64], *, rng: np.random.Generator
-    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
-        """Sample click and watch time of showing one catalogue row per session.
-
-        Returns ``(click, watch, p_click)``; watch is 0 where there was no click.
-        """
-        items = np.asarray(items, dtype=np.int64).reshape(state.n)
-        x = self.click_features(state, items[:, None])
-        p = self.click.proba(x)
-        click = (rng.random(state.n) < p).astype(np.int64)
-        watch = np.zeros(state.n)
-        hit = np.flatnonzero(click)
-        if len(hit):
-            watch[hit] = self.sample_watch(x[hit], items[hit], rng=rng)
-        return click, watch, p
 
     def continue_proba(self, state: SessionState) -> NDArray[np.float64]:
         """Probability that another impression follows, in the state after a transition."""

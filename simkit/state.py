@@ -23,6 +23,7 @@ __all__ = [
     "COUNTER_NAMES",
     "CONTINUE_NAMES",
     "Catalogue",
+    "Dynamics",
     "FeatureSpec",
     "SessionState",
     "click_features",
@@ -81,6 +82,82 @@ def encode_column(values: pd.Series, categories: list | None = None) -> tuple[ND
     codes = pd.Categorical(text, categories=categories).codes.astype(np.float32)
     codes[codes < 0] = np.nan
     return codes, categories
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dynamics:
+    """The parameters of the state's dynamics, shared by fitting, replay, envs and validation.
+
+    Parameters
+    ----------
+    eta
+        Interest update rate after a click, in (0, 1).
+    watch_scale
+        When set, the update rate of a click is ``eta * min(1, watch / watch_scale)``.
+    prior_mean
+        Population mean interest ``m`` (length ``d``) that start interests are shrunk toward.
+    shrinkage
+        Pseudo-count ``k`` of the start interest: ``z0 = (sum of e_a + k m) / (n + k)``.
+
+    Raises
+    ------
+    ValueError
+        When a parameter is out of range.
+    """
+
+    eta: float
+    prior_mean: tuple[float, ...]
+    shrinkage: float
+    watch_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (isinstance(self.eta, (int, float)) and 0 < self.eta < 1):
+            problems.append(f"eta must be in (0, 1); got {self.eta!r}")
+        if not (isinstance(self.shrinkage, (int, float)) and self.shrinkage >= 0):
+            problems.append(f"shrinkage must be a number >= 0; got {self.shrinkage!r}")
+        if self.watch_scale is not None and not (
+            isinstance(self.watch_scale, (int, float)) and self.watch_scale > 0
+        ):
+            problems.append(f"watch_scale must be None or > 0; got {self.watch_scale!r}")
+        prior = np.asarray(self.prior_mean, dtype=np.float64)
+        if prior.ndim != 1 or not np.all(np.isfinite(prior)):
+            problems.append("prior_mean must be a 1-D sequence of finite numbers")
+        if problems:
+            raise ValueError("Invalid Dynamics: " + "; ".join(problems) + ".")
+        object.__setattr__(self, "prior_mean", tuple(float(v) for v in prior))
+
+    @property
+    def prior(self) -> NDArray[np.float64]:
+        """``prior_mean`` as an array."""
+        return np.asarray(self.prior_mean, dtype=np.float64)
+
+    def to_json(self) -> dict[str, object]:
+        """Plain JSON-ready dict (the manifest's ``dynamics`` entry)."""
+        return {
+            "eta": float(self.eta),
+            "watch_scale": None if self.watch_scale is None else float(self.watch_scale),
+            "prior_mean": list(self.prior_mean),
+            "shrinkage": float(self.shrinkage),
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> Dynamics:
+        """Inverse of :meth:`to_json`; raises ``ValueError`` on a wrong type or missing key."""
+        if not isinstance(data, dict):
+            raise ValueError(f"dynamics must be a JSON object; got {type(data).__name__}")
+        missing = sorted({"eta", "prior_mean", "shrinkage"} - set(data))
+        unknown = sorted(set(data) - {"eta", "prior_mean", "shrinkage", "watch_scale"})
+        if missing or unknown:
+            raise ValueError(f"dynamics keys: missing {missing}, unknown {unknown}")
+        if not isinstance(data["prior_mean"], list):
+            raise ValueError("dynamics.prior_mean must be a list of numbers")
+        return cls(
+            eta=data["eta"],
+            prior_mean=tuple(data["prior_mean"]),
+            shrinkage=data["shrinkage"],
+            watch_scale=data.get("watch_scale"),
+        )
 
 
 @dataclass

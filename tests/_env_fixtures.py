@@ -18,7 +18,7 @@ def env_simulator_dir(factory: pytest.TempPathFactory) -> Path:
         from simkit.synthetic import write_samples
 
         root = factory.mktemp("env_simulator")
-        paths = write_samples(root / "logs", n_sessions=3000, seed=0)
+        paths = write_samples(root / "logs", n_sessions=3000, rng=np.random.default_rng(0))
         logs = read_logs(paths["logs.parquet"], items=paths["items.parquet"])
         sim = fit_simulator(logs, FitConfig(n_estimators=50), rng=np.random.default_rng(0))
         _CACHE["dir"] = sim.save(root / "sim")

@@ -11,9 +11,15 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from simkit.errors import LogError
-from simkit.fitters import FitConfig, expected_calibration_error, fit_simulator, replay_with
+from simkit.fitters import (
+    FitConfig,
+    expected_calibration_error,
+    fit_simulator,
+    fit_simulator_with_rows,
+)
 from simkit.logs import read_logs
 from simkit.models import BinaryResponse
+from simkit.replay import replay_with
 
 ECE_MARGIN = 0.008
 AUC_MARGIN = 0.01
@@ -53,12 +59,12 @@ def _ceiling_auc(sim, prep, train, heldout_rows, y) -> float:
 @pytest.fixture(scope="module", params=["features", "clicks"])
 def fitted(request, world_logs):
     train, heldout = world_logs
-    sim, prep = fit_simulator(
+    fitted = fit_simulator_with_rows(
         train,
         FitConfig(embedding=request.param, learning_rate=LEARNING_RATE),
         rng=np.random.default_rng(2),
-        return_rows=True,
     )
+    sim, prep = fitted.simulator, fitted.prepared
     return request.param, sim, prep, train, heldout, replay_with(sim, heldout)
 
 

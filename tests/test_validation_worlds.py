@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from test_validation import check_schema
 
-from simkit.fitters import FitConfig, fit_simulator
+from simkit.fitters import FitConfig, fit_simulator_with_rows
 from simkit.fitters.models import ClickModel
 from simkit.logs import read_logs, split_logs
 from simkit.models import BinaryResponse
@@ -55,7 +55,8 @@ def _case(*, confounded: bool, seed: int, config: FitConfig = FIT) -> Case:
     frame = world.generate_logs(N_SESSIONS, rng=np.random.default_rng(seed + 100))
     logs = read_logs(frame, items=world.items)
     train, held = split_logs(logs, by="user", holdout=0.2, rng=np.random.default_rng(seed + 1))
-    sim, prep = fit_simulator(train, config, rng=np.random.default_rng(seed + 2), return_rows=True)
+    fitted = fit_simulator_with_rows(train, config, rng=np.random.default_rng(seed + 2))
+    sim, prep = fitted.simulator, fitted.prepared
     return Case(world, train, held, sim, prep)
 
 

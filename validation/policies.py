@@ -33,8 +33,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import optimize
 
+from simkit.candidates import uniform_candidates
+from simkit.session import Streams, advance, immediate_values, step
 from simkit.simulator import Simulator
-from simkit.state import SessionState, transition
+from simkit.state import SessionState
 from simkit.validation.sessions import HeldoutSessions, teacher_forced_states
 
 if TYPE_CHECKING:
@@ -138,16 +140,13 @@ class GreedyClickPolicy:
 
 @dataclass(frozen=True)
 class GreedyWatchPolicy:
-    """The candidate with the highest expected watch: click probability x predicted watch time."""
+    """The candidate with the highest expected watch (:func:`simkit.session.immediate_values`)."""
 
     name: str = "greedy-watch"
 
     def proba(self, ctx: PolicyContext) -> NDArray[np.float64]:
-        """One-hot on the candidate with the largest ``p_click * expm1(predicted log1p watch)``."""
-        x = ctx.sim.click_features(ctx.state, ctx.candidates)
-        p = ctx.sim.click.proba(x)
-        watch = np.expm1(ctx.sim.watch.predict_log(x))
-        return _one_hot((p * watch).reshape(ctx.candidates.shape))
+        """One-hot on the candidate with the largest ``p_click x E[watch | click]``."""
+        return _one_hot(immediate_values(ctx.sim, ctx.state, ctx.candidates, reward="watch_time"))
 
 
 @dataclass(frozen=True)
@@ -227,8 +226,8 @@ def fit_logging_policy(
     steps = np.arange(n_steps)
     if n_steps > max_decisions:
         steps = np.sort(rng.choice(n_steps, size=max_decisions, replace=False))
-    state, order = teacher_forced_states(sim, held, steps)
-    chosen = held.step_item[steps[order]]
+    state = teacher_forced_states(sim, held, steps)
+    chosen = held.step_item[steps]
     n_items = sim.n_items
     emb = sim.catalogue.embedding[:n_items]
     dot = np.einsum("nd,id->ni", state.z, emb)
@@ -295,12 +294,6 @@ class SessionValues:
     length: NDArray[np.float64]
 
 
-def _candidates(n: int, n_items: int, k: int, rng: np.random.Generator) -> NDArray[np.int64]:
-    if k >= n_items:
-        return np.broadcast_to(np.arange(n_items), (n, n_items)).copy()
-    return np.argpartition(rng.random((n, n_items)), k, axis=1)[:, :k].astype(np.int64)
-
-
 def run_in_simulator(
     sim: Simulator,
     policy: Policy,
@@ -336,6 +329,9 @@ def run_in_simulator(
     SessionValues
     """
     cand_rng, choice_rng, response_rng, cont_rng = rng.spawn(4)
+    streams = Streams(
+        users=cand_rng, candidates=cand_rng, click=response_rng, watch=response_rng, leave=cont_rng
+    )
     n = len(users)
     alive = np.arange(n)
     state = held.new_session_state(np.asarray(users), sim.n_items)
@@ -343,23 +339,13 @@ def run_in_simulator(
     for _ in range(max_steps):
         if len(alive) == 0:
             break
-        cands = _candidates(len(alive), sim.n_items, n_candidates, cand_rng)
+        cands = uniform_candidates(len(alive), sim.n_items, n_candidates, rng=cand_rng)
         idx = choose(policy, PolicyContext(sim, state, cands), rng=choice_rng)
-        items = cands[np.arange(len(alive)), idx]
-        click, watch, _ = sim.sample_response(state, items, rng=response_rng)
-        transition(
-            state,
-            sim.catalogue.embedding,
-            items,
-            click,
-            watch,
-            eta=sim.eta,
-            watch_scale=sim.watch_scale,
-        )
-        out.watch[alive] += watch
-        out.clicks[alive] += click
+        result = step(sim, state, cands[np.arange(len(alive)), idx], streams=streams)
+        out.watch[alive] += result.watch[:, 0]
+        out.clicks[alive] += result.click[:, 0]
         out.length[alive] += 1
-        keep = np.flatnonzero(cont_rng.random(len(alive)) < sim.continue_proba(state))
+        keep = np.flatnonzero(~result.terminated)
         alive, state = alive[keep], state.take(keep)
     return out
 
@@ -420,20 +406,12 @@ def run_in_world(
     for _ in range(max_steps):
         if len(alive) == 0:
             break
-        cands_w = _candidates(len(alive), n_world_items, n_candidates, cand_rng)
+        cands_w = uniform_candidates(len(alive), n_world_items, n_candidates, rng=cand_rng)
         cands = sim_row_of_world[cands_w]
         idx = choose(policy, PolicyContext(sim, state, cands), rng=choice_rng)
         rows = np.arange(len(alive))
         click, watch, cont, _, _ = world.step(truth, cands_w[rows, idx], rng=response_rng)
-        transition(
-            state,
-            sim.catalogue.embedding,
-            cands[rows, idx],
-            click,
-            watch,
-            eta=sim.eta,
-            watch_scale=sim.watch_scale,
-        )
+        advance(state, sim, cands[rows, idx][:, None], click[:, None], watch[:, None])
         out.watch[alive] += watch
         out.clicks[alive] += click
         out.length[alive] += 1

@@ -28,6 +28,7 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import TYPE_CHECKING
@@ -36,10 +37,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
+from simkit.errors import ConfigError
 from simkit.simulator import Simulator
 from simkit.validation.fidelity import percentile_interval
 from simkit.validation.gates import Gates, Metric
-from simkit.validation.ope import snips
+from simkit.validation.ope import Estimate, snips
 from simkit.validation.ope_sequential import pdis
 from simkit.validation.policies import (
     LoggingPolicyModel,
@@ -54,7 +56,28 @@ from simkit.validation.sessions import HeldoutSessions, teacher_forced_states
 if TYPE_CHECKING:
     from simkit.synthetic import World
 
-__all__ = ["PolicyResult", "RankingResult", "ope_reference", "policy_ranking", "ranking_metrics"]
+__all__ = [
+    "DEFAULT_ESTIMATORS",
+    "DEFAULT_SESSION_ESTIMATORS",
+    "DecisionEstimator",
+    "PolicyResult",
+    "RankingResult",
+    "SessionEstimator",
+    "ope_reference",
+    "policy_ranking",
+    "ranking_metrics",
+]
+
+#: A per-decision off-policy estimator: ``f(reward, target_proba_of_logged, logged_propensity, *,
+#: rng, n_bootstrap) -> Estimate``, e.g. :func:`~simkit.validation.ope.snips` or ``ips``.
+DecisionEstimator = Callable[..., Estimate]
+#: A session estimator: ``f(reward, target_proba_of_logged, logged_propensity, session_id, *, step,
+#: rng, n_bootstrap) -> Estimate``, e.g. :func:`~simkit.validation.ope_sequential.pdis`.
+SessionEstimator = Callable[..., Estimate]
+#: The per-decision reference of the ranking under OPE (the first one is the reference).
+DEFAULT_ESTIMATORS: tuple[DecisionEstimator, ...] = (snips,)
+#: Whole-session estimates shown beside each policy under OPE, never gated.
+DEFAULT_SESSION_ESTIMATORS: tuple[SessionEstimator, ...] = (pdis,)
 
 VALUES = {"watch": "session watch time", "clicks": "clicks per session"}
 
@@ -253,6 +276,8 @@ def policy_ranking(
     n_candidates: int = 20,
     n_bootstrap: int = 500,
     progress: bool = False,
+    estimators: Sequence[DecisionEstimator] = DEFAULT_ESTIMATORS,
+    session_estimators: Sequence[SessionEstimator] = DEFAULT_SESSION_ESTIMATORS,
 ) -> RankingResult | None:
     """Run ``policies`` in the simulator and compare them with the reference.
 
@@ -280,6 +305,8 @@ def policy_ranking(
         Bootstrap resamples behind the relative-error intervals.
     progress
         Show a progress bar over the policies.
+    estimators, session_estimators
+        The off-policy estimators of the reference without a world (see :func:`ope_reference`).
 
     Returns
     -------
@@ -300,6 +327,8 @@ def policy_ranking(
             gates=gates,
             n_candidates=n_candidates,
             progress=progress,
+            estimators=estimators,
+            session_estimators=session_estimators,
         )
     sessions = user_rng.integers(held.n_sessions, size=n_sessions)
     users = held.user_of_session[sessions]
@@ -388,14 +417,35 @@ def ope_reference(
     n_draws: int = 4,
     n_bootstrap: int = 300,
     progress: bool = False,
+    estimators: Sequence[DecisionEstimator] = DEFAULT_ESTIMATORS,
+    session_estimators: Sequence[SessionEstimator] = DEFAULT_SESSION_ESTIMATORS,
 ) -> RankingResult:
-    """Per-decision values: the simulator's (direct method) against SNIPS on the held-out logs.
+    """Per-decision values: the simulator's (direct method) against off-policy estimates.
 
     See the module docstring. Up to ``max_sessions`` held-out sessions are used whole; the target
     probability of each logged item is a Monte Carlo over ``n_draws`` candidate sets. Estimates
     whose effective sample size is below the OPE module's minimum are withheld ("not enough
     overlap") and those policies leave the comparison.
+
+    Parameters
+    ----------
+    estimators : sequence of DecisionEstimator, default (snips,)
+        Per-decision estimators; the first is the reference the simulator is compared with, the
+        others are shown beside each policy.
+    session_estimators : sequence of SessionEstimator, default (pdis,)
+        Estimators of the session watch time, shown beside each policy, never gated.
+
+    Returns
+    -------
+    RankingResult
+
+    Raises
+    ------
+    ConfigError
+        When ``estimators`` is empty.
     """
+    if not estimators:
+        raise ConfigError("ope_reference needs at least one per-decision estimator; got none.")
     from tqdm.auto import tqdm
 
     pick_rng, mc_rng, boot_rng = rng.spawn(3)
@@ -405,13 +455,15 @@ def ope_reference(
     length = held.length[sessions]
     first = np.repeat(held.step_offsets[sessions], length)
     t_all = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
-    state, order = teacher_forced_states(sim, held, first + t_all)
+    order = np.argsort(t_all, kind="stable")
     steps = (first + t_all)[order]
+    state = teacher_forced_states(sim, held, steps)
     t_of_step = t_all[order]
     session_of_step = np.repeat(sessions, length)[order]
     logged = held.step_item[steps]
     prop = held.step_propensity[steps]
     rewards = {"watch": held.step_watch[steps], "clicks": held.step_click[steps].astype(float)}
+    kinds = {"watch": "watch time per decision", "clicks": "clicks per decision"}
     results = []
     for policy in tqdm(policies, desc="policies (OPE)", disable=not progress, leave=False):
         pi, q_click, q_watch = _target_proba(
@@ -420,10 +472,15 @@ def ope_reference(
         sims = {"watch": q_watch, "clicks": q_click}
         ref, ref_se, s_mean, s_se, rel = {}, {}, {}, {}, {}
         withheld = ""
+        beside = []
         for kind, r in rewards.items():
-            est = snips(r, np.clip(pi, 0.0, 1.0), prop, rng=boot_rng, n_bootstrap=n_bootstrap)
+            est, *others = (
+                f(r, np.clip(pi, 0.0, 1.0), prop, rng=boot_rng, n_bootstrap=n_bootstrap)
+                for f in estimators
+            )
+            beside += [f"{e.name} {kinds[kind]}: {e.display_value}" for e in others]
             if not est.enough_overlap:
-                withheld = f"SNIPS: {est.display_value}"
+                withheld = f"{est.name}: {est.display_value}"
             ref[kind] = est.value
             ref_se[kind] = (est.ci_high - est.ci_low) / 3.92
             s_mean[kind] = float(sims[kind].mean())
@@ -432,15 +489,17 @@ def ope_reference(
             lo = s_mean[kind] / est.ci_high - 1.0 if est.ci_high > 0 else float("nan")
             hi = s_mean[kind] / est.ci_low - 1.0 if est.ci_low > 0 else float("nan")
             rel[kind] = (float(point), float(lo), float(hi))
-        session = pdis(
-            rewards["watch"],
-            np.clip(pi, 0.0, 1.0),
-            prop,
-            session_of_step,
-            step=t_of_step,
-            rng=boot_rng,
-            n_bootstrap=n_bootstrap,
-        )
+        for f in session_estimators:
+            session = f(
+                rewards["watch"],
+                np.clip(pi, 0.0, 1.0),
+                prop,
+                session_of_step,
+                step=t_of_step,
+                rng=boot_rng,
+                n_bootstrap=n_bootstrap,
+            )
+            beside.append(f"{session.name} session watch time: {session.display_value}")
         results.append(
             PolicyResult(
                 name=policy.name,
@@ -451,15 +510,15 @@ def ope_reference(
                 rel_error=rel,
                 is_logging_model=isinstance(policy, LoggingPolicyModel),
                 withheld=withheld,
-                session_ope=f"PDIS session watch time: {session.display_value}",
+                session_ope="; ".join(beside),
             )
         )
     res = tuple(results)
-    kinds = {"watch": "watch time per decision", "clicks": "clicks per decision"}
+    reference_name = getattr(estimators[0], "__name__", "the first estimator").upper()
     return RankingResult(
         reference=(
-            "off-policy estimates (SNIPS) of the per-decision value at the logged states; the "
-            "simulator's figure is its own per-decision value at the same states"
+            f"off-policy estimates ({reference_name}) of the per-decision value at the logged "
+            "states; the simulator's figure is its own per-decision value at the same states"
         ),
         policies=res,
         metrics=ranking_metrics(res, gates=gates, kinds=kinds, beyond_noise=True),

@@ -30,14 +30,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
 from simkit.logs import Logs
-from simkit.replay import session_start_interest
+from simkit.replay import (
+    LogIndex,
+    SessionStart,
+    index_logs,
+    replay,
+    session_features,
+    user_start_interest,
+)
+from simkit.session import Streams, step
 from simkit.simulator import Simulator
-from simkit.state import SessionState, encode_column, initial_state, transition
+from simkit.state import SessionState, initial_state
 from simkit.validation.fidelity import bootstrap_chunks as _chunks
 from simkit.validation.fidelity import (
     half_splits,
@@ -93,6 +100,8 @@ class HeldoutSessions:
         distribution of that user's logs).
     slates
         Whether some steps showed more than one item.
+    index
+        The log index the arrays come from (:func:`simkit.replay.index_logs`).
     """
 
     z0: NDArray[np.float64]
@@ -114,6 +123,7 @@ class HeldoutSessions:
     user_step_offsets: NDArray[np.int64]
     user_step_items: NDArray[np.int64]
     slates: bool
+    index: LogIndex
 
     @property
     def n_sessions(self) -> int:
@@ -151,7 +161,7 @@ def heldout_sessions(sim: Simulator, logs: Logs) -> HeldoutSessions:
     Parameters
     ----------
     sim
-        The simulator (catalogue, embedding, user columns and the start-interest settings).
+        The simulator (catalogue, embedding, user columns and the state's dynamics).
     logs
         Held-out logs.
 
@@ -160,108 +170,59 @@ def heldout_sessions(sim: Simulator, logs: Logs) -> HeldoutSessions:
     HeldoutSessions
     """
     frame = logs.frame
-    session_codes = pd.factorize(frame["session_id"], sort=False)[0].astype(np.int64)
-    n_rows = len(frame)
-    first = np.r_[0, np.flatnonzero(np.diff(session_codes)) + 1]
-    n_sessions = len(first)
-    user_of_session, user_ids = pd.factorize(frame["user_id"].to_numpy()[first])
-    user_of_session = user_of_session.astype(np.int64)
-    n_users = len(user_ids)
-    item_rows = sim.catalogue.rows(frame["item_id"].to_numpy())
-    clicked = frame["clicked"].to_numpy() > 0
-    watch = frame["watch_time"].to_numpy(dtype=np.float64)
-
-    step = frame["step"].to_numpy()
-    new_step = np.ones(n_rows, dtype=bool)
-    new_step[1:] = (session_codes[1:] != session_codes[:-1]) | (step[1:] != step[:-1])
-    step_first = np.flatnonzero(new_step)
-    step_of_row = np.cumsum(new_step) - 1
-    click_pos = np.where(clicked, np.arange(n_rows), n_rows)
-    first_click = np.minimum.reduceat(click_pos, step_first)
-    step_row = np.where(first_click < n_rows, first_click, step_first)
-    step_item = item_rows[step_row]
-    step_propensity = (
-        frame["propensity"].to_numpy(dtype=np.float64)[step_row]
-        if logs.has_propensity
-        else np.full(len(step_first), np.nan)
-    )
-    session_of_step = session_codes[step_first]
-    length = np.bincount(session_of_step, minlength=n_sessions).astype(np.int64)
-
+    index = index_logs(frame, sim.catalogue)
+    n_users = len(index.user_ids)
     # start interest: a session from the user's other sessions; a new session from all of them
-    prior = np.asarray(sim.config.get("prior_mean"), dtype=np.float64)
-    shrinkage = float(sim.config.get("shrinkage", 5.0))
-    owner = np.r_[user_of_session, np.arange(n_users)]
-    start = session_start_interest(
-        owner,
-        session_codes[clicked],
-        item_rows[clicked],
-        sim.catalogue.embedding,
-        prior,
-        shrinkage=shrinkage,
+    start, by_user = user_start_interest(index, sim.catalogue, sim.dynamics)
+    ufeat = session_features(frame, index.session_first_row, sim.spec.user_columns, sim.categories)
+    step_propensity = (
+        frame["propensity"].to_numpy(dtype=np.float64)[index.step_row]
+        if logs.has_propensity
+        else np.full(index.n_steps, np.nan)
     )
-    blocks = [
-        (
-            encode_column(frame[c].iloc[first].reset_index(drop=True), sim.categories.get(c))[0]
-            if c in frame
-            else np.full(n_sessions, np.nan, np.float32)
-        )
-        for c in sim.spec.user_columns
-    ]
-    ufeat = (
-        np.column_stack(blocks).astype(np.float32)
-        if blocks
-        else np.empty((n_sessions, 0), np.float32)
-    )
-    first_session_of_user = np.unique(user_of_session, return_index=True)[1]
-    user_of_step = user_of_session[session_of_step]
-    by_user = np.argsort(user_of_step, kind="stable")
+    first_session_of_user = np.unique(index.user_of_session, return_index=True)[1]
+    user_of_step = index.user_of_session[index.session_of_step]
+    by_user_order = np.argsort(user_of_step, kind="stable")
     user_step_len = np.bincount(user_of_step, minlength=n_users)
+    n_sessions = index.n_sessions
     return HeldoutSessions(
-        z0=start.z0[:n_sessions],
-        hist_n=start.hist_n[:n_sessions],
+        z0=start.z0,
+        hist_n=start.hist_n,
         user_features=ufeat,
-        user_ids=np.asarray(user_ids),
-        user_of_session=user_of_session,
-        user_z0=start.z0[n_sessions:],
-        user_hist_n=start.hist_n[n_sessions:],
+        user_ids=index.user_ids,
+        user_of_session=index.user_of_session,
+        user_z0=by_user.z0,
+        user_hist_n=by_user.hist_n,
         user_features_by_user=ufeat[first_session_of_user],
-        step_offsets=np.r_[0, np.cumsum(length)].astype(np.int64),
-        step_item=step_item,
-        step_click=(
-            np.bincount(step_of_row, weights=clicked, minlength=len(step_first)) > 0
-        ).astype(np.int64),
-        step_watch=np.bincount(step_of_row, weights=watch, minlength=len(step_first)).astype(
-            np.float64
-        ),
+        step_offsets=index.session_first_step,
+        step_item=index.step_item,
+        step_click=index.step_click,
+        step_watch=index.step_watch,
         step_propensity=step_propensity,
-        length=length,
-        clicks=np.bincount(session_codes, weights=clicked, minlength=n_sessions).astype(np.float64),
-        watch=np.bincount(session_codes, weights=watch, minlength=n_sessions).astype(np.float64),
+        length=index.session_length,
+        clicks=np.bincount(
+            index.session_of_row, weights=index.clicked, minlength=n_sessions
+        ).astype(np.float64),
+        watch=np.bincount(index.session_of_row, weights=index.watch, minlength=n_sessions),
         user_step_offsets=np.r_[0, np.cumsum(user_step_len)].astype(np.int64),
-        user_step_items=step_item[by_user],
-        slates=bool(len(step_first) < n_rows),
+        user_step_items=index.step_item[by_user_order],
+        slates=index.slates,
+        index=index,
     )
-
-
-def concat_states(states: list[SessionState]) -> SessionState:
-    """One :class:`~simkit.state.SessionState` holding the sessions of several, in order."""
-    fields = {
-        k: (None if v is None else np.concatenate([getattr(s, k) for s in states]))
-        for k, v in states[0].__dict__.items()
-    }
-    return SessionState(**fields)  # type: ignore[arg-type]
 
 
 def teacher_forced_states(
     sim: Simulator, held: HeldoutSessions, steps: NDArray[np.int64]
-) -> tuple[SessionState, NDArray[np.int64]]:
+) -> SessionState:
     """The simkit state before each given logged step, the logged responses driving the state.
+
+    A call of :func:`simkit.replay.replay` with ``capture``; ``shown`` counts every item the
+    session showed before the step (every slot of earlier slates).
 
     Parameters
     ----------
     sim
-        The simulator (embedding, ``eta``, catalogue size).
+        The simulator (catalogue and dynamics).
     held
         From :func:`heldout_sessions`.
     steps
@@ -269,38 +230,20 @@ def teacher_forced_states(
 
     Returns
     -------
-    state, order
-        The states of the steps ``steps[order]`` (grouped by position in the session).
+    SessionState
+        The states before ``steps``, in that order.
     """
-    session_of_step = np.repeat(np.arange(held.n_sessions), held.length)
-    t_of_step = np.arange(len(session_of_step)) - held.step_offsets[session_of_step]
-    steps = np.asarray(steps, dtype=np.int64)
-    alive = np.arange(held.n_sessions)
-    state = held.start_state(alive, sim.n_items)
-    parts: list[SessionState] = []
-    order: list[NDArray[np.int64]] = []
-    wanted_t = t_of_step[steps]
-    for t in range(int(held.length.max(initial=0))):
-        pick = np.flatnonzero(wanted_t == t)
-        if len(pick):
-            pos = np.searchsorted(alive, session_of_step[steps[pick]])
-            parts.append(state.take(pos))
-            order.append(pick)
-        alive_mask = held.length[alive] > t
-        if not alive_mask.all():
-            keep = np.flatnonzero(alive_mask)
-            alive, state = alive[keep], state.take(keep)
-        at = held.step_offsets[alive] + t
-        transition(
-            state,
-            sim.catalogue.embedding,
-            held.step_item[at],
-            held.step_click[at],
-            held.step_watch[at],
-            eta=sim.eta,
-            watch_scale=sim.watch_scale,
-        )
-    return concat_states(parts), np.concatenate(order)
+    start = SessionStart(held.z0, held.hist_n, held.user_of_session)
+    _, states = replay(
+        held.index,
+        sim.catalogue,
+        start,
+        held.user_features,
+        sim.dynamics,
+        capture=np.asarray(steps, dtype=np.int64),
+    )
+    assert states is not None
+    return states
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -341,6 +284,10 @@ def simulate_logged_sessions(
     SimulatedSessions
     """
     item_rng, response_rng, cont_rng = rng.spawn(3)
+    # clicks, then watch times, draw from one stream, as the sampled responses always did
+    streams = Streams(
+        users=item_rng, candidates=item_rng, click=response_rng, watch=response_rng, leave=cont_rng
+    )
     n = held.n_sessions
     if max_steps is None:
         max_steps = max(200, 2 * int(held.length.max(initial=1)))
@@ -359,20 +306,11 @@ def simulate_logged_sessions(
         if not logged.all():
             items[~logged] = held.fallback_items(alive[~logged], rng=item_rng)
             fallback += int((~logged).sum())
-        click, w, _ = sim.sample_response(state, items, rng=response_rng)
-        transition(
-            state,
-            sim.catalogue.embedding,
-            items,
-            click,
-            w,
-            eta=sim.eta,
-            watch_scale=sim.watch_scale,
-        )
+        result = step(sim, state, items, streams=streams)
         length[alive] += 1
-        clicks[alive] += click
-        watch[alive] += w
-        keep = np.flatnonzero(cont_rng.random(len(alive)) < sim.continue_proba(state))
+        clicks[alive] += result.click[:, 0]
+        watch[alive] += result.watch[:, 0]
+        keep = np.flatnonzero(~result.terminated)
         alive = alive[keep]
         state = state.take(keep)
     return SimulatedSessions(

@@ -225,7 +225,7 @@ class PopularAgent(_RankingAgent):
         self.last_info = {}
 
     @classmethod
-    def for_env(cls, env: Any, **overrides: Any) -> PopularAgent:
+    def for_env(cls, env: Any, *, simulator_path: Any = None, **overrides: Any) -> PopularAgent:
         """A popular agent reading the ``item_log_pop`` column of ``env``'s candidates by name."""
         names = tuple(env.unwrapped.candidate_names)
         return cls(column="item_log_pop", candidate_names=names, **overrides)
@@ -363,6 +363,15 @@ class GreedyClickAgent(_RankingAgent):
         self.last_propensity = None
         self.last_slate_propensity = None
         self.last_info = {}
+
+    @classmethod
+    def for_env(cls, env: Any, *, simulator_path: Any = None, **overrides: Any) -> GreedyClickAgent:
+        """Greedy on the click model of ``env``'s simulator, saved with ``simulator_path``."""
+        return cls(
+            simulator=env.unwrapped.simulator,
+            simulator_path=None if simulator_path is None else str(simulator_path),
+            **overrides,
+        )
 
     def _layout(self) -> None:
         """Where each click feature sits in the observation (or that it is the position, 0)."""

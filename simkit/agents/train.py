@@ -10,8 +10,8 @@ A *run folder* (``simkit train ... --out RUN_DIR``) holds:
   summary, written last: a folder without it is an interrupted run.
 
 Training happens in :class:`simkit.envs.SessionEnv` (``simkit/Session-v0``: one item shown per
-step out of ``n_candidates``, reward = seconds watched). The agents, with the defaults of
-:data:`AGENT_DEFAULTS`:
+step out of ``n_candidates``, reward = seconds watched). The agents and their defaults are those of
+:data:`simkit.agents.registry.AGENTS`:
 
 - ``random``, ``popular``, ``greedy`` do not learn: they run ``n_steps`` env steps (the curve
   shows their level) and are saved;
@@ -46,15 +46,10 @@ from simkit.agents.base import (
     evaluate,
     load_agent,
 )
-from simkit.agents.baselines import GreedyClickAgent, PopularAgent
-from simkit.agents.lints import LinTS
-from simkit.agents.linucb import LinUCB
-from simkit.agents.random_agent import RandomAgent
-from simkit.agents.reinforce import REINFORCE
+from simkit.agents.registry import agent_names, agent_spec, build_agent
 from simkit.errors import ArtifactError, ConfigError
 
 __all__ = [
-    "AGENT_DEFAULTS",
     "AGENT_NAMES",
     "EpisodeRecorder",
     "TrainResult",
@@ -70,22 +65,8 @@ __all__ = [
 ]
 
 RUN_FORMAT_VERSION = 1
-AGENT_NAMES = ("random", "popular", "greedy", "linucb", "lints", "reinforce")
-LEARNERS = ("linucb", "lints", "reinforce")
-
-AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "random": {},
-    "popular": {},
-    "greedy": {},
-    # one ridge model over the candidate rows (p = d_c + 1) instead of the user x item outer
-    # product (p ~ 800 on the sample simulator, 8 times slower per decision and slower to learn)
-    "linucb": {"features": "candidates"},
-    "lints": {"features": "candidates", "propensity_samples": 100},
-    # batch_size 256 (an update every ~35 sessions): on the sample simulator after 8,000 steps,
-    # seeds 0-2, mean return 305-315 s against 216-281 with 128 and 219-252 with the default 512
-    "reinforce": {"batch_size": 256},
-}
-"""Config overrides of each agent for the session env (the rest are the agents' defaults)."""
+AGENT_NAMES = agent_names()
+"""Names of the registered agents (:data:`simkit.agents.registry.AGENTS`)."""
 
 
 # --------------------------------------------------------------------------- env and agents
@@ -107,35 +88,16 @@ def make_env(simulator: Any, *, n_candidates: int = 50) -> gym.Env:
 
 
 def make_agent(name: str, env: gym.Env, *, simulator_path: str | os.PathLike[str]) -> Any:
-    """A fresh agent ``name`` (one of :data:`AGENT_NAMES`) for ``env``, with :data:`AGENT_DEFAULTS`.
+    """A fresh agent ``name`` for ``env`` with its registered defaults.
 
-    Parameters
-    ----------
-    name : str
-    env : gymnasium.Env
-        A session env (popular reads its candidate column names; greedy its simulator).
-    simulator_path : str or PathLike
-        Folder of ``env``'s simulator, stored by the greedy agent.
+    See :func:`simkit.agents.registry.build_agent`.
 
     Raises
     ------
     ConfigError
         For an unknown name.
     """
-    if name not in AGENT_NAMES:
-        raise ConfigError(f"Unknown agent {name!r}; choose one of {', '.join(AGENT_NAMES)}.")
-    kw = AGENT_DEFAULTS[name]
-    if name == "random":
-        return RandomAgent(**kw)
-    if name == "popular":
-        return PopularAgent.for_env(env, **kw)
-    if name == "greedy":
-        return GreedyClickAgent(
-            simulator=env.unwrapped.simulator,  # type: ignore[attr-defined]
-            simulator_path=str(simulator_path),
-            **kw,
-        )
-    return {"linucb": LinUCB, "lints": LinTS, "reinforce": REINFORCE}[name](**kw)
+    return build_agent(name, env, simulator_path=simulator_path)
 
 
 class EpisodeRecorder(gym.Wrapper):
@@ -284,8 +246,7 @@ def train_agent(
     ...                   rng=np.random.default_rng(0))                     # doctest: +SKIP
     >>> res.returns[-200:].mean()                                          # doctest: +SKIP
     """
-    if agent not in AGENT_NAMES:
-        raise ConfigError(f"Unknown agent {agent!r}; choose one of {', '.join(AGENT_NAMES)}.")
+    spec = agent_spec(agent)
     if n_steps < 1:
         raise ConfigError(f"--steps must be at least 1; got {n_steps}.")
     sim_dir = Path(simulator_dir).resolve()
@@ -295,7 +256,7 @@ def train_agent(
     policy = make_agent(agent, env, simulator_path=sim_dir)
     start = time.perf_counter()
     with blas_threads(1):
-        if agent in LEARNERS:
+        if spec.learns_online:
             policy.learn_online(env, n_steps, rng=rng, progress=progress)
         else:
             _run_policy(policy, env, n_steps, rng=rng, progress=progress)
@@ -320,7 +281,7 @@ def train_agent(
         "simkit_version": __version__,
         "agent": agent,
         "agent_class": type(policy).__name__,
-        "learns": agent in LEARNERS,
+        "learns": spec.learns_online,
         "simulator": str(sim_dir),
         "n_steps": int(n_steps),
         "n_candidates": int(n_candidates),

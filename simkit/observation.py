@@ -1,0 +1,143 @@
+"""The observation layout of the session envs, defined once (no gymnasium).
+
+An observation of ``n`` sessions is ``{"user": (n, d_u), "candidates": (n, K, d_c)}``, float32:
+
+* ``user``: the interest vector ``z`` (``z_0 .. z_{d-1}``), then the continuation model's features
+  of the state (user features and history counters, :data:`simkit.state.CONTINUE_NAMES`);
+* ``candidates``: per candidate, the item feature columns, its embedding, ``item_log_pop``, and
+  ``dot``/``cos`` of ``z`` with the embedding and ``repeats`` (times shown in the session).
+
+Every value lies inside finite bounds (:attr:`ObservationLayout.user_low` etc.): missing feature
+values become -1 and counters are clipped, so the envs' ``Box`` spaces contain every observation.
+The envs build their spaces from these bounds; agents and the validation's policy adapter call
+:meth:`ObservationLayout.observe` on a simulator state, so an agent sees the same observation in
+an env and when it is judged in validation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from simkit.simulator import Simulator
+from simkit.state import SessionState, continue_features
+from simkit.threads import blas_threads
+
+__all__ = ["COUNT_CAP", "LOG_CAP", "ObservationLayout"]
+
+COUNT_CAP = 1000.0  # observation bound of counters (step, clicks, steps since click, repeats)
+LOG_CAP = 30.0  # observation bound of log1p(seconds) and log1p(history size)
+DOT_ALL_ITEMS = 32  # up to K x this many items, z . e of all items in one product is cheaper
+
+
+def _bounds(values: NDArray, pad_missing: bool = True) -> tuple[NDArray, NDArray]:
+    """Column-wise [min, max] of ``values`` (NaN -> -1), widened so that low < high."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape[0] == 0:
+        return np.full(v.shape[1], -1.0), np.ones(v.shape[1])
+    filled = np.where(np.isnan(v), -1.0, v) if pad_missing else v
+    lo, hi = filled.min(axis=0), filled.max(axis=0)
+    return lo, np.where(hi > lo, hi, lo + 1.0)
+
+
+class ObservationLayout:
+    """Names, bounds and the observation of ``k`` candidates for a fitted simulator.
+
+    Parameters
+    ----------
+    simulator
+        The fitted simulator.
+    k
+        Candidates per observation.
+    """
+
+    def __init__(self, simulator: Simulator, k: int) -> None:
+        self.sim = simulator
+        cat = simulator.catalogue
+        n_items, d = simulator.n_items, cat.dim
+        self.n_items, self.dim, self.k = n_items, d, k
+        emb = cat.embedding[:n_items]
+        self.item_norm = np.linalg.norm(emb, axis=1)
+        z_ref = simulator.users.z0[:512]
+        spec = simulator.spec
+        self.user_names = tuple(f"z_{j}" for j in range(d)) + tuple(spec.continue_names)
+        self.candidate_names = (
+            tuple(spec.item_columns)
+            + tuple(f"emb_{j}" for j in range(d))
+            + ("item_log_pop", "dot", "cos", "repeats")
+        )
+        zmax = max(float(np.abs(emb).max(initial=0.0)), float(np.abs(z_ref).max(initial=0.0)))
+        zb = 2.0 * (zmax if zmax > 0 else 1.0)
+        znorm_hi = np.sqrt(d) * zb
+        dot_hi = znorm_hi * float(self.item_norm.max(initial=1.0))
+        n_user = simulator.users.features.shape[1]
+        ulo, uhi = _bounds(simulator.users.features)
+        self.user_has_nan = bool(np.isnan(simulator.users.features).any())
+        counters = {
+            "z_norm": (0.0, znorm_hi),
+            "step": (0.0, COUNT_CAP),
+            "n_clicks": (0.0, COUNT_CAP),
+            "log_watch_total": (0.0, LOG_CAP),
+            "steps_since_click": (0.0, COUNT_CAP),
+            "log_last_watch": (0.0, LOG_CAP),
+            "last_click": (0.0, 1.0),
+            "hist_n": (0.0, LOG_CAP),
+        }
+        rest = [counters.get(nm, (-COUNT_CAP, COUNT_CAP)) for nm in self.user_names[d + n_user :]]
+        self.user_low = np.concatenate([np.full(d, -zb), ulo, [r[0] for r in rest]])
+        self.user_high = np.concatenate([np.full(d, zb), uhi, [r[1] for r in rest]])
+
+        n_feat = cat.features.shape[1]
+        feats = cat.features[:n_items].astype(np.float64)
+        flo, fhi = _bounds(feats)
+        pop = cat.log_popularity[:n_items].astype(np.float64)
+        self.candidate_low = np.concatenate([flo, np.full(d, -zb), [0.0, -dot_hi, -1.0, 0.0]])
+        self.candidate_high = np.concatenate(
+            [fhi, np.full(d, zb), [max(float(pop.max()), 1.0), dot_hi, 1.0, COUNT_CAP]]
+        )
+        table = np.zeros((n_items, len(self.candidate_names)), np.float32)
+        table[:, :n_feat] = np.where(np.isnan(feats), -1.0, feats)
+        table[:, n_feat : n_feat + d] = emb
+        table[:, n_feat + d] = pop
+        self.table = table
+        self.col_dot = n_feat + d + 1
+        self.user_low32 = self.user_low.astype(np.float32)
+        self.user_high32 = self.user_high.astype(np.float32)
+        self.cand_low32 = self.candidate_low.astype(np.float32)
+        self.cand_high32 = self.candidate_high.astype(np.float32)
+        self.emb32 = np.ascontiguousarray(table[:, n_feat : n_feat + d])
+        self.item_norm32 = np.linalg.norm(self.emb32, axis=1)
+
+    def observe(self, state: SessionState, cands: NDArray[np.int64]) -> dict[str, NDArray]:
+        """Observation of ``n`` sessions: ``user`` (n, d_u) and ``candidates`` (n, K, d_c).
+
+        ``dot`` and ``cos`` are computed in float32 from the float32 embedding columns, so they
+        equal the click-model features up to float32 rounding.
+        """
+        n, d = state.n, self.dim
+        user = np.empty((n, len(self.user_names)), np.float32)
+        user[:, :d] = state.z
+        user[:, d:] = continue_features(state)
+        if self.user_has_nan:
+            np.nan_to_num(user, copy=False, nan=-1.0)
+        np.clip(user, self.user_low32, self.user_high32, out=user)
+
+        obs = np.take(self.table, cands, axis=0)
+        c, e0 = self.col_dot, self.col_dot - 1 - d
+        z32 = state.z.astype(np.float32)
+        if self.n_items <= DOT_ALL_ITEMS * self.k:  # one BLAS product beats a batched gather
+            with blas_threads(1):
+                dots = z32 @ self.emb32.T
+            dot = np.take(dots, cands + np.arange(n, dtype=np.int64)[:, None] * self.n_items)
+        else:
+            dot = np.matmul(obs[:, :, e0 : e0 + d], z32[:, :, None])[:, :, 0]
+        z_norm = np.linalg.norm(z32, axis=1)
+        cos = dot / np.maximum(z_norm[:, None] * np.take(self.item_norm32, cands), 1e-9)
+        lo, hi = self.cand_low32, self.cand_high32
+        np.clip(dot, lo[c], hi[c], out=obs[:, :, c])
+        np.clip(cos, lo[c + 1], hi[c + 1], out=obs[:, :, c + 1])
+        if state.shown is not None:
+            offsets = np.arange(n, dtype=np.int64)[:, None] * state.shown.shape[1]
+            repeats = np.take(state.shown, cands + offsets)
+            np.clip(repeats, lo[c + 2], hi[c + 2], out=obs[:, :, c + 2])
+        return {"user": user, "candidates": obs}
