@@ -1,17 +1,27 @@
 """Saving and loading simulator folders (format described in :mod:`simkit.simulator`).
 
-Saving writes into a temporary sibling folder and renames it into place, so an interrupted save
-never leaves a half-written simulator at the target path. Loading reads only JSON, LightGBM text,
-parquet and ``.npz`` with ``allow_pickle=False``, after checking every file's sha256.
+Saving writes into a temporary sibling folder and renames it into place
+(:func:`simkit.artifacts.atomic_folder`), so an interrupted save never leaves a half-written
+simulator at the target path. Loading checks the manifest's integrity record, format version and
+field types, the exact file set, plain names and every file's sha256 before anything is parsed; it
+reads only JSON, LightGBM text, parquet and ``.npz`` with ``allow_pickle=False``.
+
+Optional model parts
+--------------------
+Beside the fixed files, a simulator may carry optional models (a return-time model, click ensemble
+members, ...). Each is an :class:`OptionalPart` in :data:`OPTIONAL_PARTS`: a role (the key in
+``Simulator.extras``), a pattern of the file names it owns, a writer and a reader. The manifest's
+``parts`` maps each role present to its files, which are hashed with the others; a folder without
+parts loads as before, and a role or file name this simkit does not know is refused. A new model
+plugs in by registering a part, without a format version change.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import tempfile
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +30,30 @@ import numpy as np
 import pandas as pd
 
 from simkit import __version__
+from simkit.artifacts import (
+    atomic_folder,
+    check_fields,
+    check_file_hashes,
+    is_plain_name,
+    open_manifest,
+    seal,
+    sha256_file,
+)
 from simkit.errors import ArtifactError
 from simkit.models import BinaryResponse, WatchResponse
 from simkit.simulator import FORMAT_VERSION, Simulator, UserTable
-from simkit.state import Catalogue, FeatureSpec
+from simkit.state import Catalogue, Dynamics, FeatureSpec
 
-__all__ = ["load_simulator", "save_simulator"]
+__all__ = [
+    "DATA_FILES",
+    "OPTIONAL_PARTS",
+    "OptionalPart",
+    "load_simulator",
+    "register_optional_part",
+    "save_simulator",
+]
+
+FORMAT = "simkit-simulator"
 
 DATA_FILES = (
     "click.txt",
@@ -35,14 +63,120 @@ DATA_FILES = (
     "users.parquet",
     "arrays.npz",
 )
+"""The files every simulator folder has, besides ``manifest.json``."""
+
+_FIX = "Fit the simulator again, or copy the folder again from its source."
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+# --------------------------------------------------------------------------- optional parts
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptionalPart:
+    """An optional model stored beside the required files.
+
+    Parameters
+    ----------
+    role : str
+        Key of the object in ``Simulator.extras`` and in the manifest's ``parts``.
+    pattern : str
+        Regular expression that every file name of this part matches in full.
+    write : callable
+        ``write(obj, folder) -> file names`` writes the part's files into ``folder``.
+    read : callable
+        ``read(folder, file_names) -> obj`` builds the object from its (already hash-checked) files.
+    description : str
+        One line for messages and docs.
+    """
+
+    role: str
+    pattern: str
+    write: Callable[[Any, Path], Sequence[str]]
+    read: Callable[[Path, Sequence[str]], Any]
+    description: str
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` is one of this part's file names."""
+        return re.fullmatch(self.pattern, name) is not None
+
+
+OPTIONAL_PARTS: dict[str, OptionalPart] = {}
+"""Registered optional parts, by role."""
+
+
+def register_optional_part(part: OptionalPart) -> OptionalPart:
+    """Make ``part`` savable and loadable; returns it.
+
+    Raises
+    ------
+    ValueError
+        When the role is taken or the pattern claims a required file name.
+    """
+    clash = [n for n in (*DATA_FILES, "manifest.json") if part.owns(n)]
+    if part.role in OPTIONAL_PARTS or clash:
+        raise ValueError(
+            f"Optional part {part.role!r} clashes with an existing role or claims the required "
+            f"file names {clash}; choose another role and pattern."
+        )
+    OPTIONAL_PARTS[part.role] = part
+    return part
+
+
+def _write_return(booster: lgb.Booster, folder: Path) -> list[str]:
+    (folder / "return.txt").write_text(booster.model_to_string())
+    return ["return.txt"]
+
+
+def _read_return(folder: Path, names: Sequence[str]) -> lgb.Booster:
+    return _booster(folder / "return.txt")
+
+
+def _write_click_members(members: Sequence[BinaryResponse], folder: Path) -> list[str]:
+    names = []
+    for i, member in enumerate(members, start=1):
+        (folder / f"click_{i}.txt").write_text(member.booster.model_to_string())
+        np.savez(folder / f"click_{i}.npz", calib_x=member.calib_x, calib_y=member.calib_y)
+        names += [f"click_{i}.txt", f"click_{i}.npz"]
+    return names
+
+
+def _read_click_members(folder: Path, names: Sequence[str]) -> tuple[BinaryResponse, ...]:
+    n = len(names) // 2
+    expected = {f"click_{i}.{ext}" for i in range(1, n + 1) for ext in ("txt", "npz")}
+    if set(names) != expected:
+        raise ArtifactError(
+            f"{folder / 'manifest.json'}: part 'click_members' must list click_1.txt, click_1.npz, "
+            f"... click_N.txt, click_N.npz; got {sorted(names)}. {_FIX}"
+        )
+    members = []
+    for i in range(1, n + 1):
+        with np.load(folder / f"click_{i}.npz", allow_pickle=False) as npz:
+            calib_x, calib_y = npz["calib_x"], npz["calib_y"]
+        members.append(BinaryResponse(_booster(folder / f"click_{i}.txt"), calib_x, calib_y))
+    return tuple(members)
+
+
+register_optional_part(
+    OptionalPart(
+        role="return",
+        pattern=r"return\.txt",
+        write=_write_return,
+        read=_read_return,
+        description="LightGBM text model of the time until the user's next session",
+    )
+)
+register_optional_part(
+    OptionalPart(
+        role="click_members",
+        pattern=r"click_[1-9][0-9]*\.(?:txt|npz)",
+        write=_write_click_members,
+        read=_read_click_members,
+        description="click-model ensemble members (LightGBM text + calibration knots each)",
+    )
+)
+
+
+# --------------------------------------------------------------------------- saving
 
 
 def _json_default(obj: Any) -> Any:
@@ -55,7 +189,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _write_files(sim: Simulator, folder: Path) -> dict[str, str]:
+def _write_files(sim: Simulator, folder: Path) -> None:
     cat = sim.catalogue
     d = cat.dim
     for name, booster in (
@@ -96,25 +230,41 @@ def _write_files(sim: Simulator, folder: Path) -> dict[str, str]:
     if sim.position_bias is not None:
         arrays["position_bias"] = sim.position_bias
     np.savez(folder / "arrays.npz", **arrays)
-    return {name: _sha256(folder / name) for name in DATA_FILES}
+
+
+def _write_parts(extras: dict[str, Any], folder: Path) -> dict[str, list[str]]:
+    parts: dict[str, list[str]] = {}
+    claimed: set[str] = set(DATA_FILES)
+    for role, obj in sorted(extras.items()):
+        part = OPTIONAL_PARTS.get(role)
+        if part is None:
+            raise ArtifactError(
+                f"Simulator.extras has {role!r}, which is not a registered optional part (known: "
+                f"{sorted(OPTIONAL_PARTS)}); register it with register_optional_part() first."
+            )
+        names = list(part.write(obj, folder))
+        bad = [n for n in names if not part.owns(n) or n in claimed or not is_plain_name(n)]
+        if not names or bad:
+            raise ArtifactError(
+                f"Optional part {role!r} wrote {names}; each name must match {part.pattern!r} and "
+                f"be used once (bad: {bad}). Fix the part's writer."
+            )
+        claimed.update(names)
+        parts[role] = sorted(names)
+    return parts
 
 
 def save_simulator(sim: Simulator, path: Path, *, overwrite: bool = False) -> Path:
     """Write ``sim`` to ``path`` atomically; see :meth:`simkit.simulator.Simulator.save`."""
-    if path.exists() and not overwrite:
-        raise ArtifactError(
-            f"Simulator folder {path} already exists; refusing to overwrite it. Pass "
-            "overwrite=True (CLI: --overwrite) or choose another path."
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    try:
-        hashes = _write_files(sim, tmp)
-        manifest = {
+    with atomic_folder(path, overwrite=overwrite, kind="simulator") as tmp:
+        _write_files(sim, tmp)
+        parts = _write_parts(sim.extras, tmp)
+        names = [*DATA_FILES, *(n for files in parts.values() for n in files)]
+        body = {
+            "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "simkit_version": __version__,
-            "eta": sim.eta,
-            "watch_scale": sim.watch_scale,
+            "dynamics": sim.dynamics.to_json(),
             "embedding_dim": sim.catalogue.dim,
             "user_columns": list(sim.spec.user_columns),
             "item_columns": list(sim.spec.item_columns),
@@ -124,72 +274,108 @@ def save_simulator(sim: Simulator, path: Path, *, overwrite: bool = False) -> Pa
             "schema": sim.schema,
             "config": sim.config,
             "metrics": sim.metrics,
-            "files": hashes,
+            "files": {name: sha256_file(tmp / name) for name in names},
+            "parts": parts,
         }
-        (tmp / "manifest.json").write_text(
-            json.dumps(manifest, indent=2, default=_json_default, sort_keys=True)
-        )
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # through JSON once, so the seal hashes exactly what a reader parses
+        plain = json.loads(json.dumps(body, default=_json_default))
+        (tmp / "manifest.json").write_text(json.dumps(seal(plain), indent=2, sort_keys=True))
     return path
 
 
+# --------------------------------------------------------------------------- loading
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "simkit_version": ("a string", lambda v: isinstance(v, str)),
+    "dynamics": ("an object", lambda v: isinstance(v, dict)),
+    "embedding_dim": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "user_columns": ("an array of strings", _str_list),
+    "item_columns": ("an array of strings", _str_list),
+    "click_feature_names": ("an array of strings", _str_list),
+    "continue_feature_names": ("an array of strings", _str_list),
+    "categories": (
+        "an object of arrays",
+        lambda v: isinstance(v, dict) and all(isinstance(x, list) for x in v.values()),
+    ),
+    "schema": ("an object", lambda v: isinstance(v, dict)),
+    "config": ("an object", lambda v: isinstance(v, dict)),
+    "metrics": ("an object", lambda v: isinstance(v, dict)),
+    "files": (
+        "an object of sha256 hex strings",
+        lambda v: (
+            isinstance(v, dict)
+            and all(isinstance(x, str) and re.fullmatch("[0-9a-f]{64}", x) for x in v.values())
+        ),
+    ),
+    "parts": (
+        "an object of arrays of file names",
+        lambda v: isinstance(v, dict) and all(_str_list(x) for x in v.values()),
+    ),
+}
+
+
+def _check_file_set(mpath: Path, files: dict[str, str], parts: dict[str, list[str]]) -> None:
+    problems = []
+    missing = sorted(set(DATA_FILES) - set(files))
+    if missing:
+        problems.append(f"the required files {missing} are not listed")
+    listed = set(DATA_FILES)
+    for role, names in sorted(parts.items()):
+        part = OPTIONAL_PARTS.get(role)
+        if part is None:
+            problems.append(
+                f"optional part {role!r} ({names}) is unknown to this simkit ({__version__}; "
+                f"known parts: {sorted(OPTIONAL_PARTS)}): upgrade simkit to load it"
+            )
+            continue
+        wrong = [n for n in names if not part.owns(n) or n in listed]
+        if wrong or not names:
+            problems.append(
+                f"optional part {role!r} lists {names}, but its file names must match "
+                f"{part.pattern!r}, each once"
+            )
+        listed.update(names)
+        problems += [
+            f"{n!r} of part {role!r} has no sha256 in 'files'" for n in names if n not in files
+        ]
+    unknown = sorted(set(files) - listed)
+    if unknown:
+        problems.append(
+            f"the files {unknown} are neither required files nor listed under an optional part "
+            f"(required: {list(DATA_FILES)}; optional parts: {sorted(OPTIONAL_PARTS)})"
+        )
+    if problems:
+        raise ArtifactError(
+            f"{mpath}: {'; '.join(problems)}. The folder is damaged or was not written by this "
+            f"simkit. {_FIX}"
+        )
+
+
 def _check_manifest(path: Path) -> dict[str, Any]:
-    if not path.is_dir():
-        raise ArtifactError(
-            f"Simulator folder {path} does not exist or is not a folder; fit one with "
-            "'simkit fit LOGS --out DIR' or check the path."
-        )
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except FileNotFoundError:
-        raise ArtifactError(
-            f"{path} has no manifest.json, so it is not a simulator folder; point at the folder "
-            "that 'simkit fit' wrote."
-        ) from None
-    except json.JSONDecodeError as err:
-        raise ArtifactError(
-            f"{path / 'manifest.json'} is not valid JSON ({err.msg} at line {err.lineno}); the "
-            "folder is damaged: fit the simulator again."
-        ) from None
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ArtifactError(
-            f"{path} has simulator format version {version!r}, but this simkit "
-            f"({__version__}) reads versions up to {FORMAT_VERSION}; upgrade simkit to load it."
-        )
-    files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) != set(DATA_FILES):
-        raise ArtifactError(
-            f"{path / 'manifest.json'} must list exactly the files {sorted(DATA_FILES)}; got "
-            f"{sorted(files) if isinstance(files, dict) else files!r}. The folder is damaged or "
-            "was not written by simkit."
-        )
-    for name, digest in files.items():
-        if Path(name).name != name or name in ("", ".", ".."):
-            raise ArtifactError(
-                f"{path / 'manifest.json'} names the file {name!r}, which is not a plain file "
-                "name inside the folder; refusing to load a manifest that points elsewhere."
-            )
-        target = path / name
-        if not target.is_file():
-            raise ArtifactError(
-                f"{path} is missing {name}; the folder is incomplete: copy it again or fit again."
-            )
-        if _sha256(target) != digest:
-            raise ArtifactError(
-                f"{target} does not match the sha256 in the manifest: the file was changed after "
-                "saving. Refusing to load it; fit the simulator again or restore the file."
-            )
-    return manifest
+    fix = _FIX if path.is_dir() else "Fit one with 'simkit fit LOGS --out DIR' or check the path."
+    m = open_manifest(
+        path,
+        fmt=FORMAT,
+        version=FORMAT_VERSION,
+        label="simulator",
+        fix=fix,
+        older_fix="Refit the simulator with 'simkit fit' (the state's dynamics are now stored as "
+        "one record).",
+    )
+    mpath = path / "manifest.json"
+    check_fields(m, _FIELDS, mpath, _FIX)
+    _check_file_set(mpath, m["files"], m["parts"])
+    check_file_hashes(path, m["files"], _FIX)
+    return m
 
 
 def _booster(path: Path) -> lgb.Booster:
@@ -199,15 +385,37 @@ def _booster(path: Path) -> lgb.Booster:
 def load_simulator(path: Path) -> Simulator:
     """Load the folder at ``path``; see :meth:`simkit.simulator.Simulator.load`."""
     m = _check_manifest(path)
-    d = int(m["embedding_dim"])
+    mpath = path / "manifest.json"
+    d = m["embedding_dim"]
     spec = FeatureSpec(
         user_columns=tuple(m["user_columns"]), item_columns=tuple(m["item_columns"]), dim=d
     )
-    if tuple(m["click_feature_names"]) != spec.click_names:
+    for field, names in (
+        ("click_feature_names", spec.click_names),
+        ("continue_feature_names", spec.continue_names),
+    ):
+        if tuple(m[field]) != tuple(names):
+            raise ArtifactError(
+                f"{mpath}: field {field!r} does not match this simkit's state layout; the "
+                "simulator was written by an incompatible version: fit it again."
+            )
+    try:
+        dynamics = Dynamics.from_json(m["dynamics"])
+    except (ValueError, TypeError) as exc:
+        raise ArtifactError(f"{mpath}: field 'dynamics' is invalid ({exc}). {_FIX}") from None
+    try:
+        return _read_simulator(path, m, spec, dynamics)
+    except (KeyError, ValueError, lgb.basic.LightGBMError) as exc:
         raise ArtifactError(
-            f"{path / 'manifest.json'}: the click feature names do not match this simkit's state "
-            "layout; the simulator was written by an incompatible version: fit it again."
-        )
+            f"{path}: the data files do not agree with manifest.json ({type(exc).__name__}: "
+            f"{exc}); the folder was not written by this simkit. {_FIX}"
+        ) from None
+
+
+def _read_simulator(
+    path: Path, m: dict[str, Any], spec: FeatureSpec, dynamics: Dynamics
+) -> Simulator:
+    d = spec.dim
     items = pd.read_parquet(path / "items.parquet")
     users = pd.read_parquet(path / "users.parquet")
     with np.load(path / "arrays.npz", allow_pickle=False) as npz:
@@ -216,7 +424,9 @@ def load_simulator(path: Path) -> Simulator:
         [items[[f"emb_{k}" for k in range(d)]].to_numpy(), arrays["stand_in_embedding"]]
     )
     feat_cols = [f"x_{c}" for c in spec.item_columns]
-    feats = items[feat_cols].to_numpy(dtype=np.float32) if feat_cols else np.empty((len(items), 0))
+    feats = np.empty((len(items), 0), np.float32)
+    if feat_cols:
+        feats = items[feat_cols].to_numpy(dtype=np.float32)
     feats = np.vstack([feats, np.full((1, feats.shape[1]), np.nan, np.float32)]).astype(np.float32)
     catalogue = Catalogue(
         item_ids=items["item_id"].to_numpy(),
@@ -236,6 +446,7 @@ def load_simulator(path: Path) -> Simulator:
         if ufeat_cols
         else np.empty((len(users), 0), np.float32),
     )
+    extras = {role: OPTIONAL_PARTS[role].read(path, names) for role, names in m["parts"].items()}
     return Simulator(
         spec=spec,
         catalogue=catalogue,
@@ -257,11 +468,11 @@ def load_simulator(path: Path) -> Simulator:
             arrays["continue_calib_x"],
             arrays["continue_calib_y"],
         ),
-        eta=float(m["eta"]),
-        watch_scale=m.get("watch_scale"),
-        categories=m.get("categories", {}),
-        config=m.get("config", {}),
-        metrics=m.get("metrics", {}),
-        schema=m.get("schema", {}),
+        dynamics=dynamics,
+        categories=m["categories"],
+        config=m["config"],
+        metrics=m["metrics"],
+        schema=m["schema"],
         position_bias=arrays.get("position_bias"),
+        extras=extras,
     )

@@ -315,6 +315,7 @@ def test_a_wrong_typed_field_is_named(saved) -> None:
 
 
 def test_sealed_but_inconsistent_fields_are_named(saved) -> None:
+    original = (saved / "manifest.json").read_text()
     mpath = _edit(saved, _rename_feature, reseal=True)
     msg = (
         f"{mpath}: field 'click_feature_names' does not match this simkit's state layout; the "
@@ -322,6 +323,7 @@ def test_sealed_but_inconsistent_fields_are_named(saved) -> None:
     )
     with pytest.raises(ArtifactError, match=re.escape(msg)):
         Simulator.load(saved)
+    mpath.write_text(original)
     _edit(saved, lambda m: m.update(dynamics={"eta": 0.1}), reseal=True)
     with pytest.raises(ArtifactError, match=re.escape(f"{mpath}: field 'dynamics' is invalid (")):
         Simulator.load(saved)
