@@ -6,21 +6,16 @@ candidate rows. Every agent records the probability it gave to what it showed in
 ``last_propensity`` (AGENTS.md section 0.2): deterministic agents give 1/#ties on their argmax set.
 
 Agents save as a folder: ``manifest.json`` (format version, agent class, config, sha256 of the
-arrays) and ``arrays.npz``. Loading checks the version and the hash and never unpickles; saving
-writes a temporary folder beside the target and renames it into place.
+arrays, sealed by an integrity record) and ``arrays.npz``. Loading checks the seal, the version,
+the field types and the hash and never unpickles; saving writes a temporary folder beside the
+target and renames it into place (:func:`simkit.artifacts.atomic_folder`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import json
 import math
-import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +26,14 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
+from simkit.artifacts import (
+    atomic_folder,
+    check_fields,
+    check_file_hashes,
+    open_manifest,
+    seal,
+    sha256_file,
+)
 from simkit.errors import ArtifactError, ConfigError, LogError
 
 __all__ = [
@@ -46,8 +49,8 @@ __all__ = [
     "observation_parts",
 ]
 
-FORMAT_VERSION = 1
-"""Version of the saved-agent folder layout; loading refuses any other version."""
+FORMAT_VERSION = 2
+"""Version of the saved-agent folder layout (2: sealed manifest); loading refuses any other."""
 
 Observation = Mapping[str, NDArray[Any]]
 
@@ -498,12 +501,19 @@ def config_from_json(config_cls: type, data: Mapping[str, Any]) -> Any:
     return config_cls(**values)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_AGENT_FIX = "Save the agent again (or train it again if it is lost)."
+_AGENT_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "simkit_version": ("a string", lambda v: isinstance(v, str)),
+    "agent": ("a string", lambda v: isinstance(v, str)),
+    "config": ("an object", lambda v: isinstance(v, dict)),
+    "state": ("an object", lambda v: isinstance(v, dict)),
+    "files": (
+        "an object with the sha256 of arrays.npz",
+        lambda v: (
+            isinstance(v, dict) and set(v) == {"arrays.npz"} and isinstance(v["arrays.npz"], str)
+        ),
+    ),
+}
 
 
 def write_agent_folder(
@@ -517,48 +527,30 @@ def write_agent_folder(
 ) -> None:
     """Write ``manifest.json`` and ``arrays.npz`` into a temp folder, then rename into ``path``.
 
+    Leftovers of an earlier save to ``path`` that was killed are removed first
+    (:func:`simkit.artifacts.clean_leftovers`).
+
     Raises
     ------
     ArtifactError
-        When ``path`` exists and ``overwrite`` is false, or exists and is not an agent folder.
+        When ``path`` exists and ``overwrite`` is false, is a file, or is a non-empty folder that
+        is not an agent folder.
     """
     from simkit import __version__
 
-    path = Path(path)
-    if path.exists():
-        if not overwrite:
-            raise ArtifactError(f"{path} already exists; pass overwrite=True to replace it.")
-        if not (path.is_dir() and (path / "manifest.json").is_file()):
-            raise ArtifactError(
-                f"{path} exists and is not a saved agent (no manifest.json); refusing to replace "
-                "it. Choose another path."
-            )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
-        (tmp / "arrays.npz").write_bytes(buf.getvalue())
-        manifest = {
+    with atomic_folder(path, overwrite=overwrite, kind="agent") as tmp:
+        np.savez(tmp / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
+        body = {
             "format": "simkit-agent",
             "format_version": FORMAT_VERSION,
             "simkit_version": __version__,
             "agent": agent,
             "config": config,
             "state": dict(state),
-            "files": {"arrays.npz": _sha256(tmp / "arrays.npz")},
+            "files": {"arrays.npz": sha256_file(tmp / "arrays.npz")},
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        plain = json.loads(json.dumps(body))  # the seal hashes exactly what a reader parses
+        (tmp / "manifest.json").write_text(json.dumps(seal(plain), indent=2, sort_keys=True))
 
 
 def read_agent_folder(
@@ -569,32 +561,23 @@ def read_agent_folder(
     Raises
     ------
     ArtifactError
-        Missing files, another format version, another agent class, or a hash mismatch.
+        Missing files, an edited, truncated or wrong-typed manifest, another format version,
+        another agent class, or a hash mismatch.
     """
     path = Path(path)
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(
-            f"{path} is not a saved agent: cannot read manifest.json ({exc})."
-        ) from exc
-    version = manifest.get("format_version")
-    if manifest.get("format") != "simkit-agent" or version != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{path} must be a simkit agent folder of format version {FORMAT_VERSION}; got "
-            f"format {manifest.get('format')!r} version {version!r}. Save it again with this "
-            "simkit, or upgrade simkit."
-        )
-    if agent is not None and manifest.get("agent") != agent:
-        raise ArtifactError(f"{path} holds a {manifest.get('agent')} agent, not a {agent}.")
-    file = path / "arrays.npz"
-    expected = manifest.get("files", {}).get("arrays.npz")
-    if not file.is_file() or _sha256(file) != expected:
-        raise ArtifactError(
-            f"{file} is missing or does not match the sha256 in manifest.json; the folder was "
-            "modified after saving. Save the agent again."
-        )
-    with np.load(file, allow_pickle=False) as data:
+    manifest = open_manifest(
+        path,
+        fmt="simkit-agent",
+        version=FORMAT_VERSION,
+        label="agent",
+        fix=_AGENT_FIX,
+        older_fix="Train and save the agent again with this simkit.",
+    )
+    check_fields(manifest, _AGENT_FIELDS, path / "manifest.json", _AGENT_FIX)
+    if agent is not None and manifest["agent"] != agent:
+        raise ArtifactError(f"{path} holds a {manifest['agent']} agent, not a {agent}.")
+    check_file_hashes(path, manifest["files"], _AGENT_FIX)
+    with np.load(path / "arrays.npz", allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     return manifest, arrays
 
