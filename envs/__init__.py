@@ -31,3 +31,4 @@ if SESSION_ID not in gym.registry:
         vector_entry_point="simkit.envs.vector:SessionVectorEnv",
         max_episode_steps=200,
     )
+gym.register(id="simkit/AdUtility-v0", entry_point="simkit.envs.ads:AdUtilityEnv")
