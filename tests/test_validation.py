@@ -16,6 +16,7 @@ from simkit.cli import main
 from simkit.errors import ConfigError
 from simkit.fitters import FitConfig, fit_simulator
 from simkit.logs import read_logs, split_logs
+from simkit.metrics import weighted_ece
 from simkit.synthetic import World, WorldConfig
 from simkit.validation import (
     Gates,
@@ -29,15 +30,21 @@ from simkit.validation import (
     run_in_world,
     validate,
 )
+from simkit.validation.confounding import ConfoundingResult, propensity_gain
 from simkit.validation.fidelity import (
     half_splits,
+    impression_fidelity,
+    ks_noise_floor,
     session_weights,
     weighted_auc,
-    weighted_ece,
     weighted_ks,
 )
+from simkit.validation.ope import ips, snips
+from simkit.validation.ope_sequential import pdis, wpdis
 from simkit.validation.policies import RandomPolicy, choose
-from simkit.validation.report import SCHEMA_PATH
+from simkit.validation.ranking import ope_reference
+from simkit.validation.report import SCHEMA_PATH, FidelityReport
+from simkit.validation.sessions import SessionFidelity, session_fidelity
 
 
 def check_schema(value, schema, root, path="$") -> list[str]:
@@ -127,6 +134,9 @@ def test_weighted_ks_matches_scipy_and_repeated_samples() -> None:
 
 def test_weighted_ece_with_unit_weights_matches_the_fitters() -> None:
     from simkit.fitters import expected_calibration_error
+    from simkit.validation.fidelity import weighted_ece as fidelity_ece
+
+    assert fidelity_ece is weighted_ece  # written once, in simkit.metrics
 
     rng = np.random.default_rng(2)
     p = rng.random(500)
@@ -150,10 +160,176 @@ def test_gates_and_metric_verdicts() -> None:
     m = Metric.gated(key="k", label="l", section="impression", value=0.7, threshold=0.6,
                      direction=">=")  # fmt: skip
     assert m.passed is True
+    m = Metric.gated(key="k", label="l", section="impression", value=0.5, threshold=0.6,
+                     direction=">=")  # fmt: skip
+    assert m.passed is False
+    m = Metric.gated(key="k", label="l", section="impression", value=0.7, threshold=0.6)
+    assert m.passed is False
     m = Metric.gated(key="k", label="l", section="impression", value=float("nan"), threshold=0.6)
+    assert m.passed is None
+    m = Metric.gated(key="k", label="l", section="impression", value=0.7, threshold=None)
     assert m.passed is None
     with pytest.raises(ValueError, match="direction"):
         Metric(key="k", label="l", section="impression", value=1.0, direction="<")
+
+
+# ------------------------------------------------------------------------ noise floors
+# Each floor is checked against an independent estimate of the same quantity: the mean KS between
+# two independent samples of the same sizes drawn (whole sessions, with replacement) from the
+# held-out distribution. Random halves of a finite set of sessions differ exactly as much as two
+# independent samples of half the size from its empirical distribution, so the ratio is 1 up to
+# Monte Carlo noise (30 splits: about 5%); 0.8-1.25 leaves four standard errors either side.
+
+
+def _independent_ks(
+    values: np.ndarray, session_of: np.ndarray, n_sessions: int, seed: int
+) -> float:
+    """Mean KS between the values of two independent with-replacement draws of half the sessions."""
+    rng = np.random.default_rng(seed)
+    order = np.argsort(session_of, kind="stable")
+    values, session_of = values[order], session_of[order]
+    ks = []
+    for _ in range(300):
+        counts = [
+            np.bincount(rng.integers(n_sessions, size=size), minlength=n_sessions)
+            for size in (n_sessions // 2, n_sessions - n_sessions // 2)
+        ]
+        a, b = (np.repeat(values, c[session_of]) for c in counts)
+        ks.append(stats.ks_2samp(a, b, method="asymp").statistic)
+    return float(np.mean(ks))
+
+
+def _session_values(frame) -> dict[str, np.ndarray]:
+    per = frame.groupby("session_id", sort=False).agg(
+        length=("step", "nunique"), clicks=("clicked", "sum"), watch=("watch_time", "sum")
+    )
+    clicked = per[per["clicks"] > 0]
+    return {
+        "length": per["length"].to_numpy(float),
+        "watch": per["watch"].to_numpy(float),
+        "clicks": per["clicks"].to_numpy(float),
+        "watch_per_click": (clicked["watch"] / clicked["clicks"]).to_numpy(float),
+    }
+
+
+def test_ks_noise_floor_of_independent_rows_matches_the_kolmogorov_mean() -> None:
+    # one value per session: the KS of two halves of n/2 follows the Kolmogorov null, whose mean
+    # is sqrt(pi/2) ln 2 / sqrt(n/4) asymptotically (a little less at finite n)
+    n = 4000
+    values = np.random.default_rng(0).lognormal(size=n)
+    floor, sd = ks_noise_floor(values, np.arange(n), n, n_splits=60, rng=np.random.default_rng(1))
+    kolmogorov = np.sqrt(np.pi / 2) * np.log(2) * np.sqrt(4 / n)
+    assert 0.8 * kolmogorov <= floor <= 1.1 * kolmogorov, (floor, kolmogorov)
+    assert 0 < sd < floor
+
+
+def test_watch_ks_noise_floor_matches_an_independent_estimate(small) -> None:
+    _, _, held, sim = small
+    fid = impression_fidelity(sim, held, rng=np.random.default_rng(0), n_bootstrap=20)
+    m = {x.key: x for x in fid.metrics}["watch_ks"]
+    frame = held.frame
+    sessions = frame["session_id"].factorize()[0]
+    hit = frame["clicked"].to_numpy() > 0
+    ref = _independent_ks(
+        frame["watch_time"].to_numpy(float)[hit], sessions[hit], int(sessions.max()) + 1, seed=1
+    )
+    assert 0.8 <= m.noise_floor / ref <= 1.25, (m.noise_floor, ref)
+    assert m.threshold == pytest.approx(m.noise_floor + Gates().ks_margin)
+
+
+def test_session_ks_noise_floors_match_an_independent_estimate(small) -> None:
+    _, _, held, sim = small
+    res = session_fidelity(sim, held, rng=np.random.default_rng(0), n_bootstrap=20)
+    by_key = {m.key: m for m in res.metrics}
+    for key, values in _session_values(held.frame).items():
+        m = by_key[f"session_ks.{key}"]
+        ref = _independent_ks(values, np.arange(len(values)), len(values), seed=2)
+        assert 0.8 <= m.noise_floor / ref <= 1.25, (key, m.noise_floor, ref)
+        assert m.threshold == pytest.approx(m.noise_floor + Gates().ks_margin)
+
+
+# ---------------------------------------------------------------------- confounding rule
+# The rule: fire when the lower 95% bound of the relative log-loss gain exceeds 0.5%. Tested from
+# above and from below with fixed per-user losses whose interval is narrow and known.
+
+
+def _losses(gain: float, n_users: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    without = 1.0 + (np.arange(n_users) % 7) / 7.0
+    spread = np.where(np.arange(n_users) % 2 == 0, -0.001, 0.001)
+    return without, without * (1.0 - gain - spread)
+
+
+@pytest.mark.parametrize(
+    ("gain", "fires"),
+    [(-0.002, False), (0.0, False), (0.004, False), (0.0065, True), (0.02, True)],
+)
+def test_confounding_rule_fires_only_above_half_a_percent(gain: float, fires: bool) -> None:
+    without, with_ = _losses(gain)
+    point, lo, hi, fired = propensity_gain(without, with_, rng=np.random.default_rng(0))
+    assert point == pytest.approx(gain, abs=1e-4)
+    assert lo <= point <= hi
+    if gain == 0.004:  # a lower bound between 0 and the 0.5% bar must not fire
+        assert 0.0 < lo < Gates().confounding_min_gain, lo
+    if gain == 0.0065:
+        assert lo > Gates().confounding_min_gain, lo
+    assert fired is fires
+
+
+def test_confounding_check_holds_the_gain_to_the_gates(small) -> None:
+    _, _, held, sim = small
+    gates = Gates(confounding_min_gain=0.25)
+    res = confounding_check(sim, held, rng=np.random.default_rng(0), gates=gates, n_bootstrap=50)
+    assert res.ran and res.threshold == 0.25
+    assert res.fired is bool(res.ci_low > 0.25)
+
+
+# ------------------------------------------------------------------ the report's verdict
+
+
+def _report_of(metrics: tuple[Metric, ...]) -> FidelityReport:
+    from simkit.validation.fidelity import ImpressionFidelity, Reliability
+
+    nan = float("nan")
+    return FidelityReport(
+        gates=Gates(),
+        impression=ImpressionFidelity(
+            metrics=metrics,
+            reliability=Reliability(mean_predicted=(), observed_rate=(), count=()),
+            n_rows=0,
+            n_sessions=0,
+            click_rate=nan,
+            continue_rate=nan,
+        ),
+        sessions=SessionFidelity(metrics=()),
+        ranking=None,
+        confounding=ConfoundingResult(
+            ran=False,
+            fired=False,
+            gain=nan,
+            ci_low=nan,
+            ci_high=nan,
+            threshold=0.005,
+            log_loss_without=nan,
+            log_loss_with=nan,
+            n_rows=0,
+            n_users=0,
+            message="",
+        ),  # fmt: skip
+        logging_policy="",
+        source={},
+    )
+
+
+def test_report_fails_on_any_failed_gate_and_counts_only_verdicts() -> None:
+    ok = Metric.gated(key="a", label="a", section="impression", value=0.7, threshold=0.6,
+                      direction=">=")  # fmt: skip
+    bad = Metric.gated(key="b", label="b", section="impression", value=0.5, threshold=0.6,
+                       direction=">=")  # fmt: skip
+    nan = Metric.gated(key="c", label="c", section="impression", value=float("nan"), threshold=0.6)
+    assert _report_of((ok, nan)).passed is True
+    report = _report_of((ok, bad, nan))
+    assert report.passed is False and [m.key for m in report.failed] == ["b"]
+    assert "1 of 2 gates passed" in report.summary()  # the NaN figure is not counted as a pass
 
 
 # ------------------------------------------------------------------------------ policies
@@ -264,6 +440,7 @@ def test_report_with_propensities_withholds_session_estimates_without_overlap(
     assert [p.name for p in r.policies] == ["random", "first-candidate"]
     for p in r.policies:
         assert p.session_ope.startswith("PDIS session watch time: not enough overlap (ESS=")
+    assert "(SNIPS)" in r.reference
     md = report.to_markdown()
     assert "not enough overlap" in md and "Per-decision values" in md
     data = report.to_dict()
@@ -306,11 +483,49 @@ def test_cli_validate_writes_the_three_reports(small, tmp_path: Path, capsys) ->
     assert json.loads((tmp_path / "rep.json").read_text())["gates"]["ks_margin"] == 0.1
 
 
-@pytest.mark.parametrize("module_name", ["fidelity", "sessions", "policies", "report"])
+def test_ope_reference_takes_a_list_of_estimators(small) -> None:
+    _, _, held, sim = small
+    h = heldout_sessions(sim, held)
+    res = ope_reference(
+        sim,
+        h,
+        [RandomPolicy()],
+        rng=np.random.default_rng(0),
+        gates=Gates(),
+        max_sessions=60,
+        n_draws=1,
+        n_bootstrap=20,
+        estimators=(ips, snips),
+        session_estimators=(pdis, wpdis),
+    )
+    assert "(IPS)" in res.reference
+    (p,) = res.policies
+    assert "SNIPS watch time per decision" in p.session_ope
+    assert "SNIPS clicks per decision" in p.session_ope
+    assert "PDIS session watch time" in p.session_ope
+    assert "WPDIS session watch time" in p.session_ope
+    with pytest.raises(ConfigError, match="at least one per-decision estimator"):
+        ope_reference(sim, h, [RandomPolicy()], rng=np.random.default_rng(0), gates=Gates(),
+                      estimators=())  # fmt: skip
+
+
+def test_importing_validation_does_not_import_the_fitters() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, simkit.validation; print('simkit.fitters' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "module_name",
+    ["fidelity", "sessions", "policies", "report", "gates", "confounding", "ranking"],
+)
 def test_docstring_examples_run(module_name: str) -> None:
     import doctest
     import importlib
 
     module = importlib.import_module(f"simkit.validation.{module_name}")
     result = doctest.testmod(module, extraglobs={"np": np}, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
+    assert result.attempted > 0 and result.failed == 0

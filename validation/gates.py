@@ -114,7 +114,15 @@ class Metric:
 
     @classmethod
     def gated(cls, *, threshold: float | None, **kwargs: object) -> Metric:
-        """A metric whose verdict is ``value <direction> threshold`` (None when value is NaN)."""
+        """A metric whose verdict is ``value <direction> threshold`` (None when value is NaN).
+
+        Examples
+        --------
+        >>> m = Metric.gated(key="click_auc", label="Click AUC", section="impression", value=0.58,
+        ...                  threshold=0.6, direction=">=")
+        >>> m.passed
+        False
+        """
         value = float(kwargs["value"])  # type: ignore[arg-type]
         direction = str(kwargs.get("direction", "<="))
         passed: bool | None = None

@@ -7,9 +7,10 @@ the same policies are valued by a reference:
   itself, from the same users, with simkit's state kept alongside the true one;
 - otherwise, with logged propensities, off-policy estimates from the held-out logs
   (:mod:`.ope`): the reference is the per-decision value (watch time, clicks per decision) of each
-  policy at the logged states, by SNIPS, and the simulator's figure is its own per-decision value at
-  the same states (the direct method with the simulator's models). Estimates without enough
-  overlap are withheld (and the policy leaves the comparison).
+  policy at the logged states, by SNIPS (or the first of the estimators passed in), and the
+  simulator's figure is its own per-decision value at the same states (the direct method with the
+  simulator's models). Estimates without enough overlap are withheld (and the policy leaves the
+  comparison).
 
 Figures, for session watch time and clicks per session (per decision under OPE): the share of
 *clearly different* pairs (reference values more than ``Gates.clear_pair_gap`` apart, relative to
@@ -359,7 +360,15 @@ def policy_ranking(
 
 
 def copy_rng(rng: np.random.Generator) -> np.random.Generator:
-    """An independent copy of ``rng`` in its current state."""
+    """An independent copy of ``rng`` in its current state.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> twin = copy_rng(rng)
+    >>> bool(rng.random() == twin.random())
+    True
+    """
     import copy
 
     return copy.deepcopy(rng)

@@ -255,6 +255,13 @@ def _clean(value: Any) -> Any:
 
 
 def _fmt(value: float | None) -> str:
+    """A figure as the report prints it.
+
+    Examples
+    --------
+    >>> _fmt(0.123456), _fmt(12345.6), _fmt(float("nan")), _fmt(None)
+    ('0.1235', '12,346', '-', '-')
+    """
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if abs(value) >= 1000:

@@ -21,6 +21,7 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,7 +32,13 @@ from simkit.validation.confounding import confounding_check
 from simkit.validation.fidelity import impression_fidelity
 from simkit.validation.gates import Gates
 from simkit.validation.policies import Policy, default_policies, fit_logging_policy
-from simkit.validation.ranking import policy_ranking
+from simkit.validation.ranking import (
+    DEFAULT_ESTIMATORS,
+    DEFAULT_SESSION_ESTIMATORS,
+    DecisionEstimator,
+    SessionEstimator,
+    policy_ranking,
+)
 from simkit.validation.report import FidelityReport
 from simkit.validation.sessions import heldout_sessions, session_fidelity
 
@@ -56,6 +63,8 @@ def validate(
     n_bootstrap: int = 200,
     n_splits: int = 30,
     drop_training_users: bool = True,
+    estimators: Sequence[DecisionEstimator] = DEFAULT_ESTIMATORS,
+    session_estimators: Sequence[SessionEstimator] = DEFAULT_SESSION_ESTIMATORS,
 ) -> FidelityReport:
     """Check a simulator against held-out logs and return the fidelity report.
 
@@ -87,6 +96,10 @@ def validate(
         Random half-splits behind each noise floor (at least 30).
     drop_training_users
         Drop held-out rows of users the simulator was fitted on (said in the report's notes).
+    estimators, session_estimators
+        Off-policy estimators of the ranking's reference when there is no world
+        (:func:`simkit.validation.ranking.ope_reference`; the first per-decision one is the
+        reference).
 
     Returns
     -------
@@ -185,6 +198,8 @@ def validate(
             n_sessions=n_sessions,
             n_candidates=n_candidates,
             progress=progress,
+            estimators=estimators,
+            session_estimators=session_estimators,
         )
         if chosen
         else None
