@@ -93,12 +93,26 @@ class Policy(Protocol):
 
 
 def _one_hot(scores: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Probability 1 on each row's highest score.
+
+    Examples
+    --------
+    >>> _one_hot(np.array([[0.1, 0.7, 0.2]])).tolist()
+    [[0.0, 1.0, 0.0]]
+    """
     out = np.zeros_like(scores, dtype=np.float64)
     out[np.arange(len(scores)), np.argmax(scores, axis=1)] = 1.0
     return out
 
 
 def _softmax(scores: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Row-wise softmax of scores.
+
+    Examples
+    --------
+    >>> _softmax(np.array([[0.0, np.log(3.0)]])).round(3).tolist()
+    [[0.25, 0.75]]
+    """
     z = scores - scores.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)

@@ -335,6 +335,14 @@ class SessionFidelity:
 
 
 def _values(length: NDArray, clicks: NDArray, watch: NDArray) -> dict[str, NDArray]:
+    """The compared per-session values (:data:`DISTRIBUTIONS`); watch per click is NaN without a click.
+
+    Examples
+    --------
+    >>> v = _values(np.array([3, 1]), np.array([2.0, 0.0]), np.array([50.0, 0.0]))
+    >>> v["watch_per_click"].tolist()
+    [25.0, nan]
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         per_click = np.where(clicks > 0, watch / np.maximum(clicks, 1), np.nan)
     return {
