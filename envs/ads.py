@@ -105,7 +105,7 @@ class AdUtilityEnv(gym.Env[Obs, np.int64]):
         lo = np.minimum(feats.min(axis=0), 0.0).astype(np.float32)
         hi = np.maximum(feats.max(axis=0), 1.0).astype(np.float32)
         cand = world.action_matrix.astype(np.float32)
-        self.observation_space = spaces.Dict(
+        self.observation_space = spaces.Dict(  # type: ignore[assignment]
             {
                 "user": spaces.Box(lo, hi, (len(USER_FEATURES),), np.float32),
                 "candidates": spaces.Box(

@@ -549,3 +549,21 @@ class AdsWorld:
             propensity=1.0 / N_ACTIONS,
         )
         return pd.concat([frame, self.outcomes(req, shown, rng=out_rng)], axis=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write a uniform-exploration ads log: ``python -m simkit.ads_world --rows N --out F``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--rows", type=int, default=20_000, help="requests to log")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the requests and actions")
+    parser.add_argument("--out", default="data_samples/ads.parquet", help="parquet file to write")
+    args = parser.parse_args(argv)
+    frame = AdsWorld().log_uniform(args.rows, rng=np.random.default_rng(args.seed))
+    frame.to_parquet(args.out, index=False)
+    print(f"wrote {len(frame)} requests to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
