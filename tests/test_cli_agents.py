@@ -13,10 +13,11 @@ import pytest
 from _env_fixtures import env_simulator_dir
 
 from simkit.agents import load_agent
-from simkit.agents.train import AGENT_NAMES
+from simkit.agents.registry import AGENTS
 from simkit.cli import main
 
 STEPS = 300
+AGENT_NAMES = tuple(n for n, spec in AGENTS.items() if spec.env == "simkit/Session-v0")
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +163,25 @@ def test_train_error_has_no_traceback(tmp_path) -> None:
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_validate_ranks_trained_agents_beside_the_built_in_policies(
+    runs, sim_dir, tmp_path
+) -> None:
+    import pandas as pd
+
+    frame = pd.read_parquet(sim_dir.parent / "logs" / "logs.parquet")
+    # the same world's behaviour, as users the simulator never saw
+    frame = frame[frame["user_id"] % 5 == 0].copy()
+    frame["user_id"] += 10**6
+    frame["session_id"] += 10**7
+    held = tmp_path / "held.parquet"
+    frame.to_parquet(held)
+    out = tmp_path / "report.html"
+    argv = ["validate", str(sim_dir), "--logs", str(held), "--out", str(out), "--quiet"]
+    argv += ["--items", str(sim_dir.parent / "logs" / "items.parquet"), "--sessions", "200"]
+    assert main([*argv, "--agents", str(runs["reinforce"]), str(runs["greedy"])]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    names = [p["name"] for p in report["ranking"]["policies"]]
+    assert "agent:reinforce" in names and "agent:greedy" in names, names
+    assert "agent:reinforce" in out.read_text() and "agent:greedy" in out.read_text()
