@@ -1,4 +1,6 @@
-"""The synthetic world: propensities, values against IPS, reproducibility, realistic sessions."""
+"""The synthetic world: propensities, values against IPS, reproducibility, realistic sessions.
+
+The time model (dwell, return gaps, censoring, run_days) is tested in test_synthetic_time.py."""
 
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ def test_propensities_follow_history_inside_a_session() -> None:
         state.n_clicks += int(clicked)
         state.last_watch[:] = row.watch_time
         state.last_click[:] = int(clicked)
+        state.bait_clicks += int(clicked) * world.item_clickbait[item]
 
 
 def test_true_value_matches_ips_from_the_world_own_logs() -> None:
@@ -63,10 +66,9 @@ def test_true_value_matches_ips_from_the_world_own_logs() -> None:
     terms = w * first["clicked"].to_numpy()
     ips, ips_se = terms.mean(), terms.std(ddof=1) / np.sqrt(len(terms))
 
-    users = np.random.default_rng(11).integers(world.config.n_users, size=200000)
     # users in the logs are drawn from a pool; the true value uses the same user distribution
     pool = first["user_id"].to_numpy() - 1
-    users = pool[np.random.default_rng(11).integers(len(pool), size=200000)]
+    users = pool[np.random.default_rng(11).integers(len(pool), size=50000)]
     state = world.initial_state(users)
     p_target = target_probs(len(users))
     true = float(
@@ -81,8 +83,8 @@ def test_true_value_matches_ips_from_the_world_own_logs() -> None:
 
 
 def test_seeded_generation_is_reproducible(tmp_path) -> None:
-    a = write_samples(tmp_path / "a", n_sessions=300, seed=3)
-    b = write_samples(tmp_path / "b", n_sessions=300, seed=3)
+    a = write_samples(tmp_path / "a", n_sessions=300, rng=np.random.default_rng(3))
+    b = write_samples(tmp_path / "b", n_sessions=300, rng=np.random.default_rng(3))
     for name in a:
         assert a[name].read_bytes() == b[name].read_bytes(), name
     c = World(rng=np.random.default_rng(1)).generate_logs(200, rng=np.random.default_rng(2))
