@@ -101,7 +101,8 @@ class AdUtilityEnv(gym.Env[Obs, np.int64]):
             world = AdsWorld(world, **overrides)
         self.world = world
         self.render_mode = render_mode
-        feats = world.features(world.population)
+        feats = world.population_features
+        self._features = feats.astype(np.float32)
         lo = np.minimum(feats.min(axis=0), 0.0).astype(np.float32)
         hi = np.maximum(feats.max(axis=0), 1.0).astype(np.float32)
         cand = world.action_matrix.astype(np.float32)
@@ -120,8 +121,8 @@ class AdUtilityEnv(gym.Env[Obs, np.int64]):
         self._out_rng: np.random.Generator | None = None
 
     def _obs(self) -> Obs:
-        user = self.world.features(self._request).astype(np.float32)[0]
-        return {"user": user, "candidates": self._candidates.copy()}
+        user = self._features[self._request[0]]
+        return {"user": user.copy(), "candidates": self._candidates.copy()}
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -129,8 +130,10 @@ class AdUtilityEnv(gym.Env[Obs, np.int64]):
         super().reset(seed=seed)
         if seed is not None or self._req_rng is None:
             self._req_rng, self._out_rng = self.np_random.spawn(2)
-        self._request = self.world.sample_requests(1, rng=self._req_rng)
-        return self._obs(), {"user_id": int(self._request["user_id"].iloc[0])}
+        rows, cands = self.world.sample_request_arrays(1, rng=self._req_rng)
+        self._request = (int(rows[0]), cands)
+        user_id = rows[0] // self.world.config.n_hours
+        return self._obs(), {"user_id": int(user_id)}
 
     def step(self, action: Any) -> tuple[Obs, float, bool, bool, dict[str, Any]]:
         if self._request is None or self._out_rng is None:
@@ -138,9 +141,13 @@ class AdUtilityEnv(gym.Env[Obs, np.int64]):
         if not self.action_space.contains(np.int64(action)) or np.ndim(action) != 0:
             raise ValueError(f"action must be an integer in [0, {N_ACTIONS}); got {action!r}")
         a = int(action)
-        shown = self.world.serve(self._request, np.array([a]))
-        out = self.world.outcomes(self._request, shown, rng=self._out_rng).iloc[0]
-        cell = int(self._request["cell"].iloc[0])
+        row, cands = self._request
+        cell = int(self.world.population["cell"].iat[row])
+        cells = np.array([cell])
+        shown = self.world.serve_arrays(cells, cands, np.array([a]))
+        out = {
+            k: v[0] for k, v in self.world.outcome_arrays(cells, shown, rng=self._out_rng).items()
+        }
         info: dict[str, Any] = {
             "ad_id": int(out["ad_id"]),
             "campaign_type": int(out["campaign_type"]),

@@ -439,6 +439,36 @@ class AdsWorld:
 
     # ------------------------------------------------------------------ sampling
 
+    @cached_property
+    def _draw_cdf(self) -> F64:
+        return np.cumsum(self.draw_weights.reshape(-1, self.config.n_ads), axis=1)
+
+    def sample_request_arrays(self, n: int, *, rng: np.random.Generator) -> tuple[I64, I64]:
+        """Population rows (n,) and candidate ad ids (n, K) of ``n`` requests."""
+        user_rng, hour_rng, ad_rng = rng.spawn(3)
+        cfg = self.config
+        users = user_rng.integers(cfg.n_users, size=n)
+        hours = hour_rng.integers(cfg.n_hours, size=n)
+        rows = users * cfg.n_hours + hours
+        cells = self._cells[rows]
+        cum = self._draw_cdf
+        u = ad_rng.random((n, cfg.n_candidates))
+        cands = np.empty((n, cfg.n_candidates), dtype=np.int64)
+        for c in np.unique(cells):
+            sel = cells == c
+            cands[sel] = np.searchsorted(cum[c], u[sel] * cum[c, -1], side="right")
+        np.minimum(cands, cfg.n_ads - 1, out=cands)
+        return rows, cands
+
+    @cached_property
+    def _cells(self) -> I64:
+        return self.population["cell"].to_numpy()
+
+    @cached_property
+    def population_features(self) -> F64:
+        """:meth:`features` of :attr:`population`, shape (n_users * n_hours, 6)."""
+        return self.features(self.population)
+
     def sample_requests(self, n: int, *, rng: np.random.Generator) -> pd.DataFrame:
         """Draw ``n`` requests: a user and an hour uniformly, then ``K`` candidate ads.
 
@@ -448,37 +478,28 @@ class AdsWorld:
             Population columns plus ``candidates`` (a (K,) int array per row, in column
             ``candidates``) and ``request_id``.
         """
-        user_rng, hour_rng, ad_rng = rng.spawn(3)
-        cfg = self.config
-        users = user_rng.integers(cfg.n_users, size=n)
-        hours = hour_rng.integers(cfg.n_hours, size=n)
-        req = self.population.iloc[users * cfg.n_hours + hours].reset_index(drop=True)
-        cum = np.cumsum(self.draw_weights.reshape(-1, cfg.n_ads), axis=1)
-        cells = req["cell"].to_numpy()
-        u = ad_rng.random((n, cfg.n_candidates))
-        cands = np.empty((n, cfg.n_candidates), dtype=np.int64)
-        for c in np.unique(cells):
-            rows = cells == c
-            cands[rows] = np.searchsorted(cum[c], u[rows] * cum[c, -1], side="right")
-        np.minimum(cands, cfg.n_ads - 1, out=cands)
+        rows, cands = self.sample_request_arrays(n, rng=rng)
+        req = self.population.iloc[rows].reset_index(drop=True)
         req.insert(0, "request_id", np.arange(n))
         req["candidates"] = list(cands)
         return req
 
     def serve(self, requests: pd.DataFrame, actions: Any) -> I64:
         """Catalogue id of the ad each request shows under ``actions`` (-1: none passes)."""
-        cells = requests["cell"].to_numpy()
         cands = np.stack(requests["candidates"].to_list())  # (n, K)
-        seg, hour = np.divmod(cells, self.config.n_hours)
+        return self.serve_arrays(requests["cell"].to_numpy(), cands, actions)
+
+    def serve_arrays(self, cells: I64, cands: I64, actions: Any) -> I64:
+        """:meth:`serve` on arrays: cells (n,), candidate ids (n, K) and actions (n,)."""
+        seg, hour = np.divmod(np.asarray(cells), self.config.n_hours)
         proba = self.proba[seg[:, None], hour[:, None], cands]  # (n, K, 3)
         erev = self.est_revenue[seg[:, None], hour[:, None], cands]
         g1, g2, g3 = decode_action(np.asarray(actions, dtype=np.int64))
         u = self._utility(proba, erev, g1, g2)  # (n, K)
         u = np.where(erev >= self.reserve[g3][:, None], u, -np.inf)
         # best utility; ties go to the lower catalogue id, as in the exact computation
-        key = np.where(np.isfinite(u), u, -np.inf)
-        best = key.max(axis=1, keepdims=True)
-        tied = np.where(key == best, cands, np.iinfo(np.int64).max)
+        best = u.max(axis=1, keepdims=True)
+        tied = np.where(u == best, cands, np.iinfo(np.int64).max)
         shown = tied.min(axis=1)
         return np.where(np.isfinite(best[:, 0]), shown, -1).astype(np.int64)
 
@@ -489,10 +510,16 @@ class AdsWorld:
 
         A click30 and a conversion can only follow a click.
         """
+        return pd.DataFrame(self.outcome_arrays(requests["cell"].to_numpy(), shown, rng=rng))
+
+    def outcome_arrays(
+        self, cells: I64, shown: I64, *, rng: np.random.Generator
+    ) -> dict[str, NDArray[Any]]:
+        """:meth:`outcomes` on arrays, as a dict of columns."""
         n = len(shown)
         has = shown >= 0
         ad = np.where(has, shown, 0)
-        seg, hour = np.divmod(requests["cell"].to_numpy(), self.config.n_hours)
+        seg, hour = np.divmod(np.asarray(cells), self.config.n_hours)
         p = self.proba[seg, hour, ad] * has[:, None]
         u = rng.random((n, 3))
         click = u[:, 0] < p[:, 0]
@@ -501,24 +528,20 @@ class AdsWorld:
         ctype = np.where(has, self.campaign_type[ad], -1)
         bid = np.where(has, self.bid[ad], 0.0)
         paid = np.select([ctype == 0, ctype == 1, ctype == 2], [click, conv, has], 0)
-        erev = np.where(has, self.est_revenue[seg, hour, ad], 0.0)
-        reward = np.where(has, self.ad_reward[seg, hour, ad], 0.0)
-        return pd.DataFrame(
-            {
-                "ad_id": shown,
-                "campaign_type": ctype,
-                "bid": bid,
-                "p_click": p[:, 0],
-                "p_click30": p[:, 1],
-                "p_conversion": p[:, 2],
-                "est_revenue": erev,
-                "reward": reward,
-                "clicked": click.astype(np.int64),
-                "click30": click30.astype(np.int64),
-                "converted": conv.astype(np.int64),
-                "revenue": bid * paid,
-            }
-        )
+        return {
+            "ad_id": shown,
+            "campaign_type": ctype,
+            "bid": bid,
+            "p_click": p[:, 0],
+            "p_click30": p[:, 1],
+            "p_conversion": p[:, 2],
+            "est_revenue": np.where(has, self.est_revenue[seg, hour, ad], 0.0),
+            "reward": np.where(has, self.ad_reward[seg, hour, ad], 0.0),
+            "clicked": click.astype(np.int64),
+            "click30": click30.astype(np.int64),
+            "converted": conv.astype(np.int64),
+            "revenue": bid * paid,
+        }
 
     def log_uniform(self, n: int, *, rng: np.random.Generator) -> pd.DataFrame:
         """Requests served under uniform exploration over the 1000 actions, with propensities.
