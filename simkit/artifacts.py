@@ -44,9 +44,12 @@ __all__ = [
     "INTEGRITY_SCHEME",
     "atomic_folder",
     "canonical_json",
+    "check_fields",
+    "check_file_hashes",
     "check_output_file",
     "check_output_folder",
     "clean_leftovers",
+    "is_plain_name",
     "json_type",
     "open_manifest",
     "seal",
@@ -352,7 +355,14 @@ def _leftovers(path: Path) -> list[tuple[Path, bool]]:
         if m and not _owner_alive(m):
             is_old = m.group("end") == "old" or m.group("legacy_old") is not None
             found.append((entry, is_old))
-    return sorted(found, key=lambda e: e[0].lstat().st_mtime)
+    return sorted(found, key=lambda e: _mtime(e[0]))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _stranded_olds(path: Path) -> list[Path]:
