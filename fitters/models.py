@@ -286,7 +286,9 @@ class _BinaryModel(_LightGBMEstimator):
         self.calib_y_ = np.zeros(0)
         self.validation_ece_ = float("nan")
         if val.any():
-            p_val = self.booster_.predict(x[val], num_threads=self.num_threads)
+            p_val = np.asarray(
+                self.booster_.predict(x[val], num_threads=self.num_threads), dtype=np.float64
+            )
             self.validation_ece_ = expected_calibration_error(y[val], p_val)
             if self.calibrate == "always" or (
                 self.calibrate == "auto" and self.validation_ece_ > self.ece_tolerance

@@ -69,5 +69,5 @@ def blas_threads(n: int | None = 1) -> Iterator[None]:
     if controller is False:
         yield
         return
-    with controller.limit(limits=n, user_api="blas"):
+    with controller.limit(limits=n, user_api="blas"):  # type: ignore[union-attr]
         yield

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from simkit.logs import Logs
 from simkit.metrics import row_log_loss
@@ -112,8 +112,8 @@ def _fit_predict(
 
 
 def propensity_gain(
-    loss_without: NDArray[np.float64],
-    loss_with: NDArray[np.float64],
+    loss_without: ArrayLike,
+    loss_with: ArrayLike,
     *,
     rng: np.random.Generator,
     threshold: float = Gates().confounding_min_gain,
@@ -150,12 +150,12 @@ def propensity_gain(
     >>> round(gain, 3), fired
     (0.1, True)
     """
-    loss_without = np.asarray(loss_without, dtype=np.float64)
-    loss_with = np.asarray(loss_with, dtype=np.float64)
-    n_users = len(loss_without)
-    gain = float(1.0 - loss_with.sum() / loss_without.sum())
+    without = np.asarray(loss_without, dtype=np.float64)
+    with_ = np.asarray(loss_with, dtype=np.float64)
+    n_users = len(without)
+    gain = float(1.0 - with_.sum() / without.sum())
     draws = rng.integers(n_users, size=(n_bootstrap, n_users))
-    boot = 1.0 - loss_with[draws].sum(axis=1) / loss_without[draws].sum(axis=1)
+    boot = 1.0 - with_[draws].sum(axis=1) / without[draws].sum(axis=1)
     lo, hi = percentile_interval(boot)
     return gain, lo, hi, bool(lo > threshold)
 
