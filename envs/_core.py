@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from simkit.candidates import SAMPLERS, CandidateSampler
 from simkit.errors import ConfigError
 from simkit.observation import ObservationLayout
-from simkit.session import REWARDS, StepResult, Streams, immediate_values, reward_of, step
+from simkit.session import REWARDS, StepResult, Streams, reward_of, step, values_of_rows
 from simkit.simulator import Simulator
 from simkit.state import SessionState
 
@@ -187,19 +187,24 @@ class SessionCore:
         """Observation of ``n`` sessions (see :class:`simkit.observation.ObservationLayout`)."""
         return self.layout.observe(state, cands)
 
-    def immediate_values(
-        self, state: SessionState, cands: NDArray[np.int64], reward: str | None = None
-    ) -> NDArray[np.float64]:
-        """Expected immediate reward of each candidate under the fitted models, (n, K).
+    def immediate_values(self, obs: dict[str, NDArray]) -> NDArray[np.float64]:
+        """Expected immediate reward of each observed candidate under the fitted models, (N, K).
 
-        ``reward`` defaults to the env's (a callable reward falls back to ``watch_time``).
+        A function of observations (``user`` (N, d_u) or (d_u,), ``candidates`` (N, K, d_c) or
+        (K, d_c)), so that a learner can score stored transitions: the model rows are rebuilt by
+        :meth:`simkit.observation.ObservationLayout.click_features`. The reward is the env's (a
+        callable reward falls back to ``watch_time``).
         """
-        kind = reward or (self.config.reward if isinstance(self.config.reward, str) else None)
-        return immediate_values(
+        user = np.asarray(obs["user"])
+        cands = np.asarray(obs["candidates"])
+        if cands.ndim == 2:
+            user, cands = user[None], cands[None]
+        kind = self.config.reward if isinstance(self.config.reward, str) else "watch_time"
+        return values_of_rows(
             self.sim,
-            state,
-            cands,
-            reward=kind or "watch_time",
+            self.layout.click_features(user, cands),
+            self.layout.durations(cands),
+            reward=kind,
             long_watch_threshold=self.config.long_watch_threshold,
         )
 

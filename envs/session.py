@@ -196,16 +196,14 @@ class SessionEnv(gym.Env[dict[str, NDArray[np.float32]], Any]):
         info.update(obs_info)
         return obs, float(reward[0]), bool(response.terminated[0]), False, info
 
-    def immediate_values(self, reward: str | None = None) -> NDArray[np.float64]:
-        """Expected immediate reward of each current candidate under the fitted models, (K,).
+    def immediate_values(self, obs: dict[str, NDArray]) -> NDArray[np.float64]:
+        """Expected immediate reward of each candidate of ``obs`` under the fitted models.
 
-        The one definition of :func:`simkit.session.immediate_values` (``p(click)`` times the
-        fitted watch distribution's mean for the watch-time reward), computed from the env's own
-        state: what greedy agents and warm starts rank by.
+        ``p(click)`` times the fitted watch distribution's mean for the watch-time reward (the one
+        definition, :func:`simkit.session.values_of_rows`): what greedy agents and DQN's warm
+        start rank by. Takes one observation or a batch; returns (N, K).
         """
-        if self._state is None or self._cands is None:
-            raise RuntimeError("Call reset() before immediate_values().")
-        return self.core.immediate_values(self._state, self._cands, reward)[0]
+        return self.core.immediate_values(obs)
 
 
 def _as_action(action: Any, slate_size: int) -> Any:

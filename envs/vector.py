@@ -250,14 +250,14 @@ class SessionVectorEnv(VectorEnv):
             info["candidate_item_ids"][rows] = self.core.item_ids(self._cands[rows])
         return obs, reward, terminated, truncated, info
 
-    def immediate_values(self, reward: str | None = None) -> NDArray[np.float64]:
-        """Expected immediate reward of each session's current candidates, (num_envs, K).
+    def immediate_values(self, obs: dict[str, NDArray]) -> NDArray[np.float64]:
+        """Expected immediate reward of each candidate of ``obs`` under the fitted models.
 
-        See :meth:`simkit.envs.SessionEnv.immediate_values`.
+        ``p(click)`` times the fitted watch distribution's mean for the watch-time reward (the one
+        definition, :func:`simkit.session.values_of_rows`): what greedy agents and DQN's warm
+        start rank by. Takes one observation or a batch; returns (N, K).
         """
-        if self._state is None or self._cands is None:
-            raise RuntimeError("Call reset() before immediate_values().")
-        return self.core.immediate_values(self._state, self._cands, reward)
+        return self.core.immediate_values(obs)
 
     def _step_info(self, r: StepResult, mask: NDArray[np.bool_]) -> dict[str, Any]:
         """Batched step info; ``mask`` marks the sessions whose entries are meaningful."""

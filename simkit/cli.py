@@ -20,10 +20,29 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     import numpy as np
 
     from simkit.synthetic import WorldConfig, write_samples
+    from simkit.synthetic_bandit import BanditWorldConfig
+    from simkit.synthetic_lists import ListWorldConfig
 
-    config = WorldConfig(confounded=args.confounded, misspecified=args.misspecified)
+    sized = {} if args.items is None else {"n_items": args.items}
+    config: WorldConfig | ListWorldConfig | BanditWorldConfig
+    if args.mode == "lists":
+        config = ListWorldConfig(**sized)
+    elif args.mode == "bandit":
+        config = BanditWorldConfig(**sized)
+    else:
+        config = WorldConfig(
+            confounded=args.confounded,
+            misspecified=args.misspecified,
+            hidden_embedding=args.mode == "hidden",
+            log_days=args.log_days,
+            **sized,
+        )
     paths = write_samples(
-        args.out, n_sessions=args.sessions, rng=np.random.default_rng(args.seed), config=config
+        args.out,
+        n_sessions=args.sessions,
+        rng=np.random.default_rng(args.seed),
+        config=config,
+        chunk_users=args.chunk_users,
     )
     for path in paths.values():
         print(f"wrote {path}  ({path.stat().st_size / 1e6:.2f} MB)")
@@ -239,6 +258,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write logs.parquet, logs.csv.gz, items")
     p.add_argument("--confounded", action="store_true", help="logger sees the latent interest")
     p.add_argument("--misspecified", action="store_true", help="hidden fatigue in the truth")
+    p.add_argument(
+        "--mode",
+        choices=("default", "hidden", "lists", "bandit"),
+        default="default",
+        help="default world; 'hidden': only category, duration and clickbait are logged; "
+        "'lists': news-like impression lists as slates; 'bandit': a click-only bandit log",
+    )
+    p.add_argument("--items", type=_positive, help="catalogue size (the world's default otherwise)")
+    p.add_argument(
+        "--chunk-users",
+        type=_positive,
+        help="users generated at once (default: sized to bound memory)",
+    )
+    p.add_argument("--log-days", type=float, default=30.0, help="days the log window spans (30)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("check-log", help="validate a log file and print its summary")

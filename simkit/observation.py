@@ -141,3 +141,88 @@ class ObservationLayout:
             repeats = np.take(state.shown, cands + offsets)
             np.clip(repeats, lo[c + 2], hi[c + 2], out=obs[:, :, c + 2])
         return {"user": user, "candidates": obs}
+
+    # ------------------------------------------------------------------ back to model rows
+
+    def _inverse(self) -> None:
+        """Where each click-model feature sits in the observation (the position feature is 0)."""
+        sim = self.sim
+        names = sim.spec.click_names
+        n_user = len(sim.spec.user_columns)
+        user_src, user_dst, cand_src, cand_dst = [], [], [], []
+        for j, name in enumerate(names):
+            if j < n_user or (name in self.user_names and name not in self.candidate_names):
+                user_src.append(self.user_names.index(name))
+                user_dst.append(j)
+            elif name in self.candidate_names:
+                cand_src.append(self.candidate_names.index(name))
+                cand_dst.append(j)
+        self._user_map = (np.array(user_src, np.int64), np.array(user_dst, np.int64))
+        self._cand_map = (np.array(cand_src, np.int64), np.array(cand_dst, np.int64))
+        self._n_features = len(names)
+
+        # observations show NaN as -1: undo it where -1 never occurs in the simulator's data
+        def restore(data: NDArray[np.float32]) -> NDArray[np.bool_]:
+            return np.isnan(data).any(axis=0) & ~(data == -1).any(axis=0)
+
+        self._nan_cols = np.concatenate(
+            [
+                np.flatnonzero(restore(sim.users.features)),
+                n_user + np.flatnonzero(restore(sim.catalogue.features[: self.n_items])),
+            ]
+        ).astype(np.int64)
+        self._duration_col = (
+            self.candidate_names.index("log_duration")
+            if "log_duration" in self.candidate_names
+            else None
+        )
+
+    def click_features(
+        self, user: NDArray[np.floating], candidates: NDArray[np.floating]
+    ) -> NDArray[np.float32]:
+        """Click-model rows of observed candidates, (N * K, F), at slate position 0.
+
+        The inverse of :meth:`observe` for the model's inputs: ``user`` (N, d_u) and
+        ``candidates`` (N, K, d_c) observations of this layout. Exact up to the observation's
+        float32 rounding and clipping (bounds far beyond what sessions reach).
+
+        Raises
+        ------
+        ValueError
+            When the shapes are not this layout's.
+        """
+        if not hasattr(self, "_user_map"):
+            self._inverse()
+        user = np.asarray(user, dtype=np.float32).reshape(-1, len(self.user_names))
+        cands = np.asarray(candidates, dtype=np.float32)
+        if (
+            cands.ndim != 3
+            or cands.shape[0] != user.shape[0]
+            or cands.shape[2] != len(self.candidate_names)
+        ):
+            raise ValueError(
+                f"expected user observations (N, {len(self.user_names)}) and candidate "
+                f"observations (N, K, {len(self.candidate_names)}) of this simulator's layout; "
+                f"got {user.shape} and {cands.shape}."
+            )
+        n, k = cands.shape[:2]
+        x = np.zeros((n, k, self._n_features), dtype=np.float32)
+        us, ud = self._user_map
+        cs, cd = self._cand_map
+        x[:, :, ud] = user[:, None, us]
+        x[:, :, cd] = cands[:, :, cs]
+        if self._nan_cols.size:
+            cols = x[:, :, self._nan_cols]
+            cols[cols == -1] = np.nan
+            x[:, :, self._nan_cols] = cols
+        return x.reshape(n * k, -1)
+
+    def durations(self, candidates: NDArray[np.floating]) -> NDArray[np.float64]:
+        """Item duration of observed candidates (N, K) from their ``log_duration`` column (NaN
+        when the simulator has no durations)."""
+        if not hasattr(self, "_user_map"):
+            self._inverse()
+        cands = np.asarray(candidates)
+        if self._duration_col is None:
+            return np.full(cands.shape[:2], np.nan)
+        return np.expm1(cands[:, :, self._duration_col].astype(np.float64))

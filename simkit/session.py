@@ -42,6 +42,7 @@ __all__ = [
     "reduce_slates",
     "reward_of",
     "step",
+    "values_of_rows",
 ]
 
 REWARDS = ("watch_time", "clicks", "long_watch")
@@ -308,11 +309,30 @@ def immediate_values(
     """
     candidates = np.asarray(candidates, dtype=np.int64).reshape(state.n, -1)
     x = sim.click_features(state, candidates)
-    p = sim.click.proba(x).reshape(candidates.shape)
+    return values_of_rows(
+        sim,
+        x,
+        sim.catalogue.duration[candidates],
+        reward=reward,
+        long_watch_threshold=long_watch_threshold,
+    )
+
+
+def values_of_rows(
+    sim: Simulator,
+    x: NDArray[np.float32],
+    duration: NDArray[np.float64],
+    *,
+    reward: str = "watch_time",
+    long_watch_threshold: float = 60.0,
+) -> NDArray[np.float64]:
+    """:func:`immediate_values` from click-model rows ``x`` (n * K, F) and durations (n, K)."""
+    shape = np.shape(duration)
+    p = sim.click.proba(x).reshape(shape)
     if reward == "clicks":
         return p
-    pred = sim.watch.predict_log(x).reshape(candidates.shape)
-    cap = sim.catalogue.duration[candidates]
+    pred = sim.watch.predict_log(x).reshape(shape)
+    cap = duration
     if reward == "watch_time":
         return p * sim.watch.mean_from_prediction(pred, cap)
     if reward == "long_watch":

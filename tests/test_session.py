@@ -150,3 +150,20 @@ def test_validation_does_not_import_fitters() -> None:
     code = "import sys, simkit.validation; print('simkit.fitters' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_env_values_from_observations_equal_the_models_values_of_the_state(tiny_simulator) -> None:
+    import gymnasium as gym
+
+    import simkit.envs  # noqa: F401
+
+    env = gym.make("simkit/Session-v0", simulator=tiny_simulator, n_candidates=8).unwrapped
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        from_obs = env.immediate_values(obs)[0]
+        truth = immediate_values(tiny_simulator, env._state, env._cands)[0]
+        np.testing.assert_allclose(from_obs, truth, rtol=1e-4)
+        assert np.argmax(from_obs) == np.argmax(truth)
+        obs, _, term, _, _ = env.step(int(np.argmax(from_obs)))
+        if term:
+            obs, _ = env.reset()

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from simkit.observation import ObservationLayout
+from simkit.session import values_of_rows
 
 __all__ = ["AgentPolicy", "load_agent_policies"]
 
@@ -51,7 +52,21 @@ class AgentPolicy:
     def proba(self, ctx: Any) -> NDArray[np.float64]:
         """The agent's probability of each candidate, (n, K), rows summing to 1."""
         n, k = ctx.candidates.shape
-        obs = self._layout(ctx.sim, k).observe(ctx.state, ctx.candidates)
+        layout = self._layout(ctx.sim, k)
+        if getattr(self.agent, "reward_prior", "no") is None and hasattr(
+            self.agent, "set_reward_prior"
+        ):  # a warm-started agent scores with the simulator's immediate values (not saved)
+            sim = ctx.sim
+
+            def prior(o: dict[str, NDArray]) -> NDArray[np.float64]:
+                user, cands = np.asarray(o["user"]), np.asarray(o["candidates"])
+                if cands.ndim == 2:
+                    user, cands = user[None], cands[None]
+                x = layout.click_features(user, cands)
+                return values_of_rows(sim, x, layout.durations(cands))
+
+            self.agent.set_reward_prior(prior)
+        obs = layout.observe(ctx.state, ctx.candidates)
         out = np.empty((n, k))
         for i in range(n):
             p = np.asarray(

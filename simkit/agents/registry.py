@@ -111,6 +111,26 @@ AGENTS: dict[str, AgentSpec] = {
             "REINFORCE; top-K off-policy corrected when learning from logs (Chen et al. 2019)",
             {"batch_size": 256},
         ),
+        AgentSpec(
+            "dqn",
+            "simkit.agents.dqn:DQN",
+            "online",
+            "RecoMind double DQN, prioritised replay, top-K softmax exploration, warm start",
+        ),
+        AgentSpec(
+            "dual-critic",
+            "simkit.agents.dual_critic:DualCritic",
+            "online",
+            "RLUR dual critic for retention (Cai et al. 2023); trains in its retention test problem",
+            env="simkit/RetentionTest-v0",
+        ),
+        AgentSpec(
+            "drl-put",
+            "simkit.agents.drl_put:DRLPUT",
+            "online+logs",
+            "DRL-PUT ad utility tuning (Pinterest 2025); trains in simkit/AdUtility-v0",
+            env="simkit/AdUtility-v0",
+        ),
     )
 }
 """The registered agents, by name."""

@@ -46,7 +46,7 @@ from simkit.agents.base import (
     evaluate,
     load_agent,
 )
-from simkit.agents.registry import agent_names, agent_spec, build_agent
+from simkit.agents.registry import AGENTS, agent_names, agent_spec, build_agent
 from simkit.errors import ArtifactError, ConfigError
 
 __all__ = [
@@ -85,6 +85,10 @@ def make_env(simulator: Any, *, n_candidates: int = 50) -> gym.Env:
     import simkit.envs  # noqa: F401  (registers simkit/Session-v0)
 
     return gym.make("simkit/Session-v0", simulator=simulator, n_candidates=n_candidates)
+
+
+def _session_agents() -> list[str]:
+    return [name for name, spec in AGENTS.items() if spec.env == "simkit/Session-v0"]
 
 
 def make_agent(name: str, env: gym.Env, *, simulator_path: str | os.PathLike[str]) -> Any:
@@ -247,6 +251,12 @@ def train_agent(
     >>> res.returns[-200:].mean()                                          # doctest: +SKIP
     """
     spec = agent_spec(agent)
+    if spec.env != "simkit/Session-v0":
+        raise ConfigError(
+            f"Agent {agent!r} trains in {spec.env}, not in a simulator's session env; "
+            f"'simkit train SIM_DIR' trains session agents ({', '.join(_session_agents())}). "
+            f"Train {agent!r} from Python (see the {spec.target.partition(':')[0]} module)."
+        )
     if n_steps < 1:
         raise ConfigError(f"--steps must be at least 1; got {n_steps}.")
     sim_dir = Path(simulator_dir).resolve()
@@ -445,6 +455,9 @@ def evaluate_runs(
         make_env(Path(simulator_dir).resolve(), n_candidates=n_candidates),
         on_episode=None if bar is None else (lambda r, n: bar.update()),
     )
+    for agent in agents:
+        if getattr(agent, "reward_prior", "no") is None and hasattr(agent, "set_reward_prior"):
+            agent.set_reward_prior(env.unwrapped.immediate_values)  # a warm start's prior
     common = rng.spawn(1)[0]
     results = {}
     try:
