@@ -16,8 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -35,6 +34,7 @@ from simkit.artifacts import (
     sha256_file,
 )
 from simkit.errors import ArtifactError, ConfigError, LogError
+from simkit.threads import blas_threads
 
 __all__ = [
     "FORMAT_VERSION",
@@ -442,29 +442,6 @@ def run_bandit_online(
     return np.asarray(returns)
 
 
-_BLAS: Any = None
-
-
-@contextmanager
-def blas_threads(n: int | None) -> Iterator[None]:
-    """Limit numpy's BLAS to ``n`` threads inside the block (``None``: leave it alone).
-
-    Agents multiply small matrices; with two BLAS threads on two busy cores a 512x16 by 16x100
-    product was measured here 50 times slower than single-threaded, so learning loops run with
-    one thread by default.
-    """
-    global _BLAS
-    if n is None:
-        yield
-        return
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS = ThreadpoolController()
-    with _BLAS.limit(limits=n, user_api="blas"):
-        yield
-
-
 # --------------------------------------------------------------------------- saving and loading
 
 _REGISTRY: dict[str, Any] = {}
@@ -592,6 +569,10 @@ def load_agent(path: str | Path) -> Any:
     """
     manifest, _ = read_agent_folder(path)
     name = manifest.get("agent")
+    if name not in _REGISTRY:
+        from simkit.agents.registry import class_for
+
+        class_for(name)  # imports the registered module, whose decorator registers the class
     if name not in _REGISTRY:
         raise ArtifactError(
             f"{path} holds agent {name!r}; known agents are {sorted(_REGISTRY)}. "
