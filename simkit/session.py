@@ -128,7 +128,7 @@ def reduce_slates(
     if n_slates == 0:
         return np.empty(0, np.int64), np.empty(0, bool), np.empty(0)
     slate_of_row = np.repeat(np.arange(n_slates), np.diff(np.r_[first_row, n_rows]))
-    total = np.bincount(slate_of_row, weights=watch, minlength=n_slates)
+    total = np.bincount(slate_of_row, weights=watch, minlength=n_slates).astype(np.float64)
     click_pos = np.where(clicked > 0, np.arange(n_rows), n_rows)
     first_click = np.minimum.reduceat(click_pos, first_row)
     any_click = first_click < n_rows
