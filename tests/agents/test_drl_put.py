@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,7 @@ from simkit.agents.drl_put import (
 from simkit.envs.ads import AdUtilityEnv
 from simkit.errors import ConfigError, LogError
 
-SMALL = dict(hidden=(8,), state_dim=4, action_hidden=6, embedding_dim=2)
+SMALL: dict[str, Any] = dict(hidden=(8,), state_dim=4, action_hidden=6, embedding_dim=2)
 
 
 @pytest.fixture(scope="module")
