@@ -23,7 +23,6 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
 from simkit.artifacts import (
     atomic_folder,
@@ -323,6 +322,8 @@ class EvaluationResult:
 
 
 def _t_interval(x: NDArray[np.float64]) -> tuple[float, float]:
+    from scipy import stats  # imported here: serving and the agents' acting paths need no scipy
+
     half = stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
     return float(x.mean() - half), float(x.mean() + half)
 
@@ -394,6 +395,8 @@ def evaluate(
         rate = float(clicks.sum() / lengths.sum())
         resid = clicks - rate * lengths
         se = math.sqrt((resid**2).sum() / (episodes * (episodes - 1))) / lengths.mean()
+        from scipy import stats
+
         half = float(stats.t.ppf(0.975, episodes - 1) * se)
         rate_ci = (rate - half, rate + half)
     return EvaluationResult(
