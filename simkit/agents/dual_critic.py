@@ -138,20 +138,20 @@ class DualCriticConfig:
         BLAS threads while learning (1: small products are fastest single-threaded).
     """
 
-    alpha: float = 0.5
+    alpha: float = 0.8
     gamma: float = 0.9
     gamma_immediate: float = 0.9
     gae_lambda: float = 0.9
     actor_hidden: tuple[int, ...] = (32,)
     critic_hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
-    actor_lr: float = 0.01
+    actor_lr: float = 0.02
     critic_lr: float = 3e-3
     batch_size: int = 2048
     n_epochs: int = 4
     n_minibatches: int = 4
-    soft_kappa: float = 5.0
-    entropy_coef: float = 0.003
+    soft_kappa: float = 1.0
+    entropy_coef: float = 0.0
     group_normalisation: bool = True
     normalise_observations: bool = True
     grad_clip: float | None = 10.0
