@@ -404,7 +404,7 @@ def test_unknown_optional_files_and_roles_are_refused(with_parts, tmp_path) -> N
     msg = (
         f"{mpath}: the files ['notes.txt'] are neither required files nor listed under an "
         "optional part (required: ['click.txt', 'watch.txt', 'continue.txt', 'items.parquet', "
-        "'users.parquet', 'arrays.npz']; optional parts: ['click_members', 'return'])."
+        f"'users.parquet', 'arrays.npz']; optional parts: {sorted(sio.OPTIONAL_PARTS)})."
     )
     with pytest.raises(ArtifactError, match=re.escape(msg)):
         Simulator.load(path)
@@ -416,7 +416,7 @@ def test_unknown_optional_files_and_roles_are_refused(with_parts, tmp_path) -> N
     _edit(path, unknown_role, reseal=True)
     msg = (
         f"{mpath}: optional part 'retention' (['return.txt']) is unknown to this simkit "
-        f"({__version__}; known parts: ['click_members', 'return']): upgrade simkit to load it"
+        f"({__version__}; known parts: {sorted(sio.OPTIONAL_PARTS)}): upgrade simkit to load it"
     )
     with pytest.raises(ArtifactError, match=re.escape(msg)):
         Simulator.load(path)
@@ -466,7 +466,7 @@ def test_an_unregistered_extra_is_refused_at_save(tiny_simulator, tmp_path) -> N
     sim = dataclasses.replace(tiny_simulator, extras={"fatigue": object()})
     msg = (
         "Simulator.extras has 'fatigue', which is not a registered optional part (known: "
-        "['click_members', 'return']); register it with register_optional_part() first."
+        f"{sorted(sio.OPTIONAL_PARTS)}); register it with register_optional_part() first."
     )
     with pytest.raises(ArtifactError, match=re.escape(msg)):
         sim.save(tmp_path / "sim")
