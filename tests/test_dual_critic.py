@@ -267,7 +267,7 @@ def test_config_errors_are_collected() -> None:
 
 # ----------------------------------------------------------------------------- acceptance
 
-R1_STEPS = 120_000
+R1_STEPS = 60_000
 BEST_CONSTANT_DAYS = 1.71  # test_env_reproduces_the_calibration_table pins this figure
 
 
