@@ -412,6 +412,21 @@ class GreedyClickAgent(_RankingAgent):
             ]
         ).astype(np.int64)
 
+    def click_feature_map(self) -> dict[str, NDArray[np.int64]]:
+        """Where :meth:`click_features` reads each click feature (for ``simkit export``).
+
+        ``user_src``/``user_dst``: observation user columns and their click-feature columns;
+        ``cand_src``/``cand_dst``: the same for candidate columns; ``nan_dst``: click-feature
+        columns whose -1 means missing. The position feature (the rest) stays 0.
+        """
+        return {
+            "user_src": self._user_src.astype(np.int64),
+            "user_dst": self._user_dst.astype(np.int64),
+            "cand_src": self._cand_src.astype(np.int64),
+            "cand_dst": self._cand_dst.astype(np.int64),
+            "nan_dst": self._nan_dst.astype(np.int64),
+        }
+
     def click_features(self, obs: Observation) -> NDArray[np.float32]:
         """Click-model feature rows of the candidates of ``obs``, shape (K, F), at position 0.
 
