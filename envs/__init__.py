@@ -31,4 +31,5 @@ if SESSION_ID not in gym.registry:
         vector_entry_point="simkit.envs.vector:SessionVectorEnv",
         max_episode_steps=200,
     )
-gym.register(id="simkit/AdUtility-v0", entry_point="simkit.envs.ads:AdUtilityEnv")
+if "simkit/AdUtility-v0" not in gym.registry:
+    gym.register(id="simkit/AdUtility-v0", entry_point="simkit.envs.ads:AdUtilityEnv")
