@@ -107,7 +107,7 @@ def encode_action(g_click: Any, g_conversion: Any, g_reserve: Any) -> Any:
 
     Examples
     --------
-    >>> encode_action(1, 2, 3)
+    >>> int(encode_action(1, 2, 3))
     123
     """
     return 100 * np.asarray(g_click) + 10 * np.asarray(g_conversion) + np.asarray(g_reserve)

@@ -9,7 +9,7 @@ softmax over all 1000 actions:
 
 where ``f`` embeds each categorical feature (one table per feature), concatenates the numeric
 features and applies ``batch norm -> linear -> ReLU`` layers, and ``g``, ``c`` score the action from
-its group indices (one-hot, 30 inputs) so that neighbouring settings share what is learned. At
+its group indices (scaled to [0, 1]) so that neighbouring settings share what is learned. At
 serving time the agent takes the argmax.
 
 Training (the paper's recipe) runs on the uniform exploration slice of the logs, mini-batch
@@ -145,7 +145,7 @@ def campaign_reward(
     >>> campaign_reward(np.array([0, 1, 2, -1]), np.array([0.1, 0.2, 0.3, 0.0]),
     ...                 np.array([[0.2, 0.1, 0.0], [0.1, 0.05, 0.02], [0.3, 0.0, 0.0],
     ...                           [0.0, 0.0, 0.0]]))
-    array([1.1  , 0.925, 0.3  , 0.   ])
+    array([1.1, 0.9, 0.3, 0. ])
     """
     ctype = np.asarray(campaign_type, dtype=np.int64)
     shown = ctype >= 0
@@ -351,6 +351,9 @@ class DRLPUTConfig:
         Hidden width of the action network ``g``.
     heads : {"joint", "factorised"}
         One softmax over 1000 actions, or one softmax per group (their product).
+    action_features : {"onehot", "values"}
+        What the action network ``g`` reads: the one-hot group indices (30 inputs) or the three
+        group indices scaled to [0, 1] (a smoother surface over the settings).
     algorithm : {"reinforce", "actor_critic"}
         REINFORCE on the reward, or with a learned state-value critic as baseline.
     importance_weighting : bool
@@ -378,6 +381,7 @@ class DRLPUTConfig:
     state_dim: int = 32
     action_hidden: int = 64
     heads: str = "joint"
+    action_features: str = "values"
     algorithm: str = "reinforce"
     importance_weighting: bool = False
     weight_cap: float = 20.0
@@ -393,6 +397,7 @@ class DRLPUTConfig:
         problems = []
         choices = {
             "heads": ("joint", "factorised"),
+            "action_features": ("onehot", "values"),
             "algorithm": ("reinforce", "actor_critic"),
             "reward": ("campaign", "revenue"),
         }
@@ -418,10 +423,14 @@ class DRLPUTConfig:
             raise ConfigError("Invalid DRLPUTConfig: " + "; ".join(problems) + ".")
 
 
-def _action_onehots() -> F64:
+def _action_inputs(kind: str) -> F64:
+    """Inputs of the action network: group one-hots (30) or group indices scaled to [0, 1]."""
     a = np.arange(N_ACTIONS)
+    groups = (a // 100, (a // 10) % 10, a % 10)
+    if kind == "values":
+        return np.stack(groups, axis=1) / (N_GROUP - 1.0)
     out = np.zeros((N_ACTIONS, 3 * N_GROUP))
-    for g, idx in enumerate((a // 100, (a // 10) % 10, a % 10)):
+    for g, idx in enumerate(groups):
         out[a, g * N_GROUP + idx] = 1.0
     return out
 
@@ -503,7 +512,7 @@ class DRLPUT(SavableAgent):
         self.cardinalities: list[int] = []
         self.n_features = 0
         self.last_propensity: float | None = None
-        self._actions = _action_onehots()
+        self._actions = _action_inputs(self.config.action_features)
 
     # ------------------------------------------------------------------ network
 
@@ -522,12 +531,12 @@ class DRLPUT(SavableAgent):
         self.state_net = _StateNet(cfg, self.cardinalities, n_num, out, rng)
         self.action_net = nn.Sequential(
             [
-                nn.Dense(3 * N_GROUP, cfg.action_hidden, rng=rng, init=_init(rng, "he")),
+                nn.Dense(self._actions.shape[1], cfg.action_hidden, rng=rng, init=_init(rng, "he")),
                 nn.ReLU(),
                 nn.Dense(cfg.action_hidden, cfg.state_dim, rng=rng, init=_init(rng)),
             ]
         )
-        self.action_bias = nn.Dense(3 * N_GROUP, 1, init="zeros")
+        self.action_bias = nn.Dense(self._actions.shape[1], 1, init="zeros")
         self.critic = (
             _StateNet(cfg, self.cardinalities, n_num, 1, rng)
             if cfg.algorithm == "actor_critic"
