@@ -62,9 +62,14 @@ class EnvConfig:
     users: str = "logged"
     duplicates: str = "next"
     position_bias: tuple[float, ...] | None = None
+    uncertainty_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
+        if not (np.isfinite(self.uncertainty_penalty) and self.uncertainty_penalty >= 0):
+            problems.append(
+                f"uncertainty_penalty must be a number >= 0; got {self.uncertainty_penalty!r}"
+            )
         if int(self.n_candidates) != self.n_candidates or self.n_candidates < 1:
             problems.append(f"n_candidates must be a positive integer; got {self.n_candidates!r}")
         if int(self.slate_size) != self.slate_size or not 1 <= self.slate_size:
@@ -117,14 +122,23 @@ class SessionCore:
 
     def __init__(self, simulator: Simulator, config: EnvConfig) -> None:
         self.sim = simulator
+        if simulator.watch is None and config.reward in ("watch_time", "long_watch"):
+            # fitted on logs without dwell time: there is no watch model, rewards are clicks
+            import dataclasses
+
+            config = dataclasses.replace(config, reward="clicks")
         self.config = config
+        # per-step context (ctx_ columns): drawn from the logged contexts of comparable steps
+        self.context = simulator.context
         cat = simulator.catalogue
         n_items = simulator.n_items
         k, s = config.n_candidates, config.slate_size
         self.n_items, self.dim, self.k, self.s = n_items, cat.dim, k, s
         emb = cat.embedding[:n_items]
         z_ref = simulator.users.z0[:512]
-        spread = float(np.std(z_ref @ emb.T)) if len(z_ref) else 0.0
+        # the spread of z . e over known users and (up to 4096 evenly spaced) items
+        ref_items = emb[:: max(1, -(-n_items // 4096))] if n_items > 4096 else emb
+        spread = float(np.std(z_ref @ ref_items.T)) if len(z_ref) else 0.0
         self.sampler = CandidateSampler(
             emb,
             cat.log_popularity[:n_items],
@@ -149,6 +163,16 @@ class SessionCore:
         else:
             bias = 1.0 / np.log2(np.arange(s) + 2.0)
         self.position_bias = bias[:s].copy()
+        # ensemble spread of the shown items' value: info["spread"], and the reward penalty
+        from simkit.uncertainty import has_ensemble
+
+        if config.uncertainty_penalty > 0 and not has_ensemble(simulator):
+            raise ConfigError(
+                "uncertainty_penalty needs a simulator fitted with an ensemble; this one has none. "
+                "Refit with 'simkit fit LOGS --out DIR --ensemble 5'."
+            )
+        self.spread: NDArray[np.float64] | None = None
+        self.with_spread = has_ensemble(simulator)
 
     # ------------------------------------------------------------------ spaces
 
@@ -177,7 +201,37 @@ class SessionCore:
     def start(self, n: int, rng: np.random.Generator) -> SessionState:
         """Fresh sessions of ``n`` users drawn from the configured population."""
         users = self.sim.sample_users(n, rng=rng, population=self.config.users)
-        return self.sim.initial_state(users)
+        state = self.sim.initial_state(users)
+        if self.context is not None:
+            self.context.draw(state, rng=rng)
+        return state
+
+    def set_context(
+        self, state: SessionState, rows: NDArray[np.int64], values: dict[str, Any]
+    ) -> None:
+        """Take the next step's context of sessions ``rows`` from the caller instead of drawing it.
+
+        ``values`` maps each ``ctx_`` column to its values (category labels or numbers, one per
+        row); they are encoded as in the simulator's fit.
+        """
+        from simkit.state import encode_column
+
+        cols = [self.sim.spec.user_columns[j] for j in (self.context.index if self.context else [])]
+        missing = sorted(set(cols) - set(values))
+        if not cols or missing:
+            raise ConfigError(
+                f"set_context needs a value for each context column {cols}; missing {missing}."
+            )
+        import pandas as pd
+
+        enc = np.column_stack(
+            [
+                encode_column(pd.Series(np.atleast_1d(values[c])), self.sim.categories.get(c))[0]
+                for c in cols
+            ]
+        )
+        assert self.context is not None
+        self.context.set(state, rows, np.broadcast_to(enc, (len(rows), len(cols))))
 
     def draw_candidates(self, state: SessionState, rng: np.random.Generator) -> NDArray[np.int64]:
         """K distinct catalogue rows per session (see :class:`simkit.candidates.CandidateSampler`)."""
@@ -193,20 +247,25 @@ class SessionCore:
         A function of observations (``user`` (N, d_u) or (d_u,), ``candidates`` (N, K, d_c) or
         (K, d_c)), so that a learner can score stored transitions: the model rows are rebuilt by
         :meth:`simkit.observation.ObservationLayout.click_features`. The reward is the env's (a
-        callable reward falls back to ``watch_time``).
+        callable reward falls back to ``watch_time``), minus ``uncertainty_penalty`` times the
+        ensemble spread when the env has a penalty.
         """
         user = np.asarray(obs["user"])
         cands = np.asarray(obs["candidates"])
         if cands.ndim == 2:
             user, cands = user[None], cands[None]
         kind = self.config.reward if isinstance(self.config.reward, str) else "watch_time"
-        return values_of_rows(
-            self.sim,
-            self.layout.click_features(user, cands),
-            self.layout.durations(cands),
-            reward=kind,
-            long_watch_threshold=self.config.long_watch_threshold,
-        )
+        x, duration = self.layout.click_features(user, cands), self.layout.durations(cands)
+        threshold = self.config.long_watch_threshold
+        values = values_of_rows(self.sim, x, duration, reward=kind, long_watch_threshold=threshold)
+        if self.config.uncertainty_penalty > 0:  # the penalised reward's expectation
+            from simkit.uncertainty import rows_spread
+
+            _, spread = rows_spread(
+                self.sim, x, duration, reward=kind, long_watch_threshold=threshold
+            )
+            values = values - self.config.uncertainty_penalty * spread
+        return values
 
     # ------------------------------------------------------------------ actions and responses
 
@@ -261,6 +320,21 @@ class SessionCore:
         act = np.arange(state.n) if active is None else active
         rewards = np.zeros(state.n)
         rewards[act] = self.reward(result, act)
+        if self.with_spread:
+            from simkit.uncertainty import rows_spread
+
+            kind = self.config.reward if isinstance(self.config.reward, str) else "watch_time"
+            _, spread = rows_spread(
+                self.sim,
+                result.x_click,
+                self.sim.catalogue.duration[result.items],
+                reward=kind,
+                long_watch_threshold=self.config.long_watch_threshold,
+            )
+            self.spread = spread.sum(axis=1)
+            rewards[act] -= self.config.uncertainty_penalty * self.spread[act]
+        if self.context is not None:  # the context of the next step of those who stay
+            self.context.draw(state, act[~result.terminated[act]], rng=streams.users)
         return result, rewards
 
     def reward(self, r: StepResult, rows: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -292,4 +366,5 @@ class SessionCore:
             "click": r.click[i].copy(),
             "watch_time": r.watch[i].copy(),
             "p_continue": float(r.p_continue[i]),
+            **({"spread": float(self.spread[i])} if self.spread is not None else {}),
         }

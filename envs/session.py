@@ -67,6 +67,10 @@ class SessionEnv(gym.Env[dict[str, NDArray[np.float32]], Any]):
         Examination probability of each slate position for the cascade. Default: the simulator's
         ``position_bias`` when its logs had positions, else ``1 / log2(j + 2)`` for position ``j``
         (1, 0.63, 0.5, ...). Ignored when ``slate_size == 1`` (the single item is examined).
+    uncertainty_penalty
+        ``c >= 0``: subtract ``c`` times the ensemble spread of the shown items' immediate value
+        from the reward (a pessimistic simulator; needs a simulator fitted with an ensemble,
+        see :func:`simkit.uncertainty.value_spread`). Default 0.
     render_mode
         Only ``None`` (no rendering).
 
@@ -104,6 +108,8 @@ class SessionEnv(gym.Env[dict[str, NDArray[np.float32]], Any]):
     - ``click``: 0/1 per position (at most one 1: the cascade stops at the first click);
     - ``watch_time``: seconds watched per position;
     - ``p_continue``: probability that the user stays for another step (float);
+    - ``spread``: with an ensemble, the members' standard deviation of the shown items' expected
+      immediate reward, summed over the slate (float);
     - ``candidate_item_ids``: ids of the K candidates in the returned observation (also the only
       key of the ``reset`` info).
 
@@ -136,6 +142,7 @@ class SessionEnv(gym.Env[dict[str, NDArray[np.float32]], Any]):
         users: str = "logged",
         duplicates: str = "next",
         position_bias: tuple[float, ...] | list[float] | None = None,
+        uncertainty_penalty: float = 0.0,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None:
@@ -152,6 +159,7 @@ class SessionEnv(gym.Env[dict[str, NDArray[np.float32]], Any]):
             users=users,
             duplicates=duplicates,
             position_bias=None if position_bias is None else tuple(position_bias),
+            uncertainty_penalty=uncertainty_penalty,
         )
         self.core = SessionCore(load_simulator(simulator), config)
         self.simulator = self.core.sim

@@ -98,6 +98,7 @@ class SessionVectorEnv(VectorEnv):
         users: str = "logged",
         duplicates: str = "next",
         position_bias: tuple[float, ...] | list[float] | None = None,
+        uncertainty_penalty: float = 0.0,
         render_mode: str | None = None,
     ) -> None:
         if int(num_envs) != num_envs or num_envs < 1:
@@ -120,6 +121,7 @@ class SessionVectorEnv(VectorEnv):
             users=users,
             duplicates=duplicates,
             position_bias=None if position_bias is None else tuple(position_bias),
+            uncertainty_penalty=uncertainty_penalty,
         )
         self.core = SessionCore(load_simulator(simulator), config)
         self.simulator = self.core.sim
@@ -270,6 +272,8 @@ class SessionVectorEnv(VectorEnv):
         for key, value in zip(_STEP_KEYS, values):
             info[key] = self.core.item_ids(value) if key == "item_ids" else value.copy()
             info[f"_{key}"] = mask.copy()
+        if self.core.spread is not None:
+            info["spread"], info["_spread"] = self.core.spread.copy(), mask.copy()
         return info
 
 

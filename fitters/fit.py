@@ -29,12 +29,16 @@ from simkit.fitters.models import (
 )
 from simkit.logs import Logs
 from simkit.models import BinaryResponse
+from simkit.context import ContextModel
+from simkit.noise import auc_warning
 from simkit.replay import (
+    LogIndex,
     PreparedLogs,
     ReplayRows,
     index_logs,
     prepare_logs,
     replay_with,
+    row_context,
     session_features,
     user_start_interest,
 )
@@ -51,6 +55,7 @@ from simkit.threads import blas_threads
 
 __all__ = [
     "FitConfig",
+    "check_fittable",
     "FitResult",
     "fit_simulator",
     "fit_simulator_with_rows",
@@ -82,6 +87,8 @@ class FitConfig:
         Components of the new-user Gaussian mixture.
     oof_folds
         Folds of users for out-of-fold click embeddings (``embedding="clicks"``).
+    ensemble
+        Bootstrap members of each response model (0: none; see :mod:`simkit.fitters.ensemble`).
     num_threads
         LightGBM threads. One by default: on a 2-core machine whose cores are shared with other
         work, LightGBM's OpenMP threads wait on each other at every split, and a fit of the sample
@@ -99,6 +106,7 @@ class FitConfig:
     mixture_components: int = 4
     num_threads: int = 1
     oof_folds: int = 5
+    ensemble: int = 0
 
     def __post_init__(self) -> None:
         if self.embedding not in ("auto", "features", "clicks"):
@@ -110,12 +118,20 @@ class FitConfig:
         if self.dim < 1 or self.shrinkage < 0 or self.mixture_components < 1:
             raise ConfigError("FitConfig.dim and mixture_components must be >= 1, shrinkage >= 0.")
 
-    def model_kwargs(self, seed: int) -> dict[str, Any]:
-        """Keyword arguments shared by the three estimators."""
+    def model_kwargs(self, seed: int, n_rows: int | None = None) -> dict[str, Any]:
+        """Keyword arguments shared by the three estimators.
+
+        With ``n_rows``, ``min_child_samples`` is lowered to a twentieth of the rows (at least 5)
+        when the data is too small for it: LightGBM makes no split with fewer rows than twice
+        the minimum per leaf, and the model would be a silent constant.
+        """
+        mcs = self.min_child_samples
+        if n_rows is not None:
+            mcs = min(mcs, max(5, n_rows // 20))
         return {
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
-            "min_child_samples": self.min_child_samples,
+            "min_child_samples": mcs,
             "n_estimators": self.n_estimators,
             "num_threads": self.num_threads,
             "random_state": seed,
@@ -123,12 +139,21 @@ class FitConfig:
 
 
 def _item_feature_table(logs: Logs) -> pd.DataFrame | None:
-    if logs.items is not None:
-        return logs.items
+    """The item table: the catalogue, plus the log's own ``item_*`` columns and ``duration``
+    where the catalogue lacks them (each item's first value; :attr:`Logs.warnings` says so)."""
     cols = [c for c in logs.frame.columns if c.startswith("item_") and c != "item_id"]
-    if not cols:
-        return None
-    return logs.frame[["item_id", *cols]].drop_duplicates("item_id")
+    if "duration" in logs.frame.columns:
+        cols.append("duration")
+    from_log = logs.frame[["item_id", *cols]].drop_duplicates("item_id") if cols else None
+    if logs.items is None:
+        return from_log
+    if from_log is None:
+        return logs.items
+    extra = [c for c in cols if c not in logs.items.columns]
+    if not extra:
+        return logs.items
+    merged = logs.items.merge(from_log[["item_id", *extra]], on="item_id", how="outer")
+    return merged
 
 
 def _build_catalogue(
@@ -199,6 +224,14 @@ def _click_embedding(
     clicked = frame["clicked"].to_numpy() > 0
     user_rows = pd.factorize(frame["user_id"])[0][clicked]
     item_rows = ids.get_indexer(frame["item_id"].to_numpy()[clicked])
+    n_users, n_items = len(np.unique(user_rows)), len(np.unique(item_rows))
+    if n_users < 2 or n_items < 2:
+        raise LogError(
+            f"{logs.source}: item embeddings from clicks need clicks of at least 2 users on at "
+            f"least 2 items; the training logs have clicks of {n_users} user(s) on {n_items} "
+            "item(s). Give the items numeric item_* features (in the log or an item catalogue), "
+            "or provide logs of more users."
+        )
     return item_embeddings_from_clicks(
         user_rows, item_rows, int(user_rows.max()) + 1, len(ids), dim, rng=rng
     )
@@ -232,7 +265,9 @@ def _prepare_out_of_fold(
         if not (fold == f).any() or not (fold != f).any():
             continue
         other = logs.subset(fold != f)
-        if int(other.frame["clicked"].sum()) == 0:
+        clicked_users = other.frame.loc[other.frame["clicked"] > 0, "user_id"].nunique()
+        clicked_items = other.frame.loc[other.frame["clicked"] > 0, "item_id"].nunique()
+        if clicked_users < 2 or clicked_items < 2:
             continue
         emb = _click_embedding(other, ids, full.shape[1], rng)
         u, _, vt = np.linalg.svd(emb.T @ full)
@@ -282,7 +317,12 @@ def _prepare_out_of_fold(
     )
 
 
-def _check_fittable(logs: Logs) -> None:
+def check_fittable(logs: Logs, *, whole: Logs | None = None) -> None:
+    """Refuse logs too small to fit, naming the counts.
+
+    ``whole``: the file ``logs`` is the training part of (after holding users out); the message
+    then gives both counts, so that a small training part is not mistaken for a small file.
+    """
     n_clicks = int(logs.frame["clicked"].sum())
     problems = []
     if logs.n_sessions < MIN_SESSIONS:
@@ -291,12 +331,25 @@ def _check_fittable(logs: Logs) -> None:
         problems.append(f"{n_clicks} clicks (at least {MIN_CLICKS} are needed)")
     if n_clicks == logs.n_rows:
         problems.append("no impression without a click (the click model needs both)")
-    if problems:
+    if not problems:
+        return
+    if whole is not None and whole.n_rows != logs.n_rows:
+        w_clicks = int(whole.frame["clicked"].sum())
         raise LogError(
-            f"{logs.source}: too little to fit a simulator: "
-            + "; ".join(problems)
-            + ". Provide more logs."
+            f"{logs.source}: too little to fit a simulator: the training part (the users not held "
+            f"out, {logs.n_users:,} of {whole.n_users:,}) has " + "; ".join(problems) + ". The "
+            f"whole file has {whole.n_sessions:,} sessions and {w_clicks:,} clicks of "
+            f"{whole.n_users:,} users; hold out a smaller share of users (--holdout) or provide "
+            "more logs."
         )
+    raise LogError(
+        f"{logs.source}: too little to fit a simulator: "
+        + "; ".join(problems)
+        + ". Provide more logs."
+    )
+
+
+_check_fittable = check_fittable
 
 
 @dataclass(frozen=True)
@@ -359,7 +412,12 @@ def fit_simulator_with_rows(
     config = config or FitConfig()
     _check_fittable(logs)
     with blas_threads(1):
-        return _fit(logs, config, rng=rng, holdout=holdout, progress=progress)
+        result = _fit(logs, config, rng=rng, holdout=holdout, progress=progress)
+    if config.ensemble:  # its own stream: the fit above is the same with or without members
+        from simkit.fitters.ensemble import fit_ensemble
+
+        fit_ensemble(result, logs, n_members=config.ensemble, config=config, rng=rng.spawn(1)[0])
+    return result
 
 
 def _fit(
@@ -403,7 +461,7 @@ def _fit(
     bar.update()
     names = list(spec.click_names)
     cat_idx = [names.index(c) for c in categories]
-    click = ClickModel(**config.model_kwargs(int(seeds[0]))).fit(
+    click = ClickModel(**config.model_kwargs(int(seeds[0]), len(rows.clicked))).fit(
         rows.x_click,
         rows.clicked,
         groups=prep.session_codes,
@@ -412,24 +470,46 @@ def _fit(
     )
     bar.update()
     hit = rows.clicked > 0
-    watch = WatchTimeModel(**config.model_kwargs(int(seeds[1]))).fit(
-        rows.x_click[hit],
-        rows.watch[hit],
-        groups=prep.session_codes[hit],
-        duration=prep.duration_of_row[hit],
-        categorical=cat_idx,
-        feature_names=names,
-    )
+    watch = None
+    if logs.dwell:
+        watch = WatchTimeModel(**config.model_kwargs(int(seeds[1]), int(hit.sum()))).fit(
+            rows.x_click[hit],
+            rows.watch[hit],
+            groups=prep.session_codes[hit],
+            duration=prep.duration_of_row[hit],
+            categorical=cat_idx,
+            feature_names=names,
+        )
     bar.update()
     cnames = list(spec.continue_names)
-    cont = ContinuationModel(**config.model_kwargs(int(seeds[2]))).fit(
-        rows.x_continue,
-        rows.continued,
-        groups=rows.session_of_step,
-        categorical=[cnames.index(c) for c in categories if c in cnames],
-        feature_names=cnames,
-    )
+    cont = None
+    if rows.continued.any():  # one decision per session: no continuation model (a bandit)
+        cont = ContinuationModel(
+            **config.model_kwargs(int(seeds[2]), len(rows.continued))
+        ).fit(
+            rows.x_continue,
+            rows.continued,
+            groups=rows.session_of_step,
+            categorical=[cnames.index(c) for c in categories if c in cnames],
+            feature_names=cnames,
+        )
     bar.update()
+    index = index_logs(logs.frame, catalogue)
+    context = None
+    ctx_idx, ctx_rows = row_context(logs.frame, user_cols, categories)
+    if ctx_rows is not None:
+        context = ContextModel.fit(
+            ctx_idx,
+            ctx_rows[index.step_first_row],
+            index.t_of_step,
+            index.step_click,
+            rng=bias_rng.spawn(1)[0],
+        )
+    multi = np.diff(np.r_[index.step_first_row, index.n_rows]) > 1
+    slate_clicks = "independent"
+    per_step = np.bincount(index.step_of_row, weights=index.clicked, minlength=index.n_steps)
+    if multi.any() and per_step[multi].max() <= 1:
+        slate_clicks = "one"  # impression lists: at most one click per list
 
     users = _user_table(logs, catalogue, user_cols, categories, dynamics)
     n_comp = max(1, min(config.mixture_components, len(users.user_ids) // 20))
@@ -447,12 +527,21 @@ def _fit(
         mixture_means=gmm.means_,
         mixture_chol=np.linalg.cholesky(gmm.covariances_),
         click=click.to_runtime(),
-        watch=watch.to_runtime(),
-        cont=cont.to_runtime(),
+        watch=None if watch is None else watch.to_runtime(),
+        cont=None if cont is None else cont.to_runtime(),
         dynamics=dynamics,
         categories=categories,
-        config={**asdict(config), "embedding_source": source},
-        schema={"source": logs.source},
+        config={
+            **asdict(config),
+            "embedding_source": source,
+            "slate_clicks": slate_clicks,
+            "calibration": {
+                "click": click.calibration_note_,
+                **({"continuation": cont.calibration_note_} if cont is not None else {}),
+            },
+        },
+        schema={"source": logs.source, "dwell": logs.dwell},
+        extras={} if context is None else {"context": context},
     )
     if logs.has_position:
         sim.position_bias = estimate_position_bias(
@@ -461,10 +550,25 @@ def _fit(
     sim.metrics = {
         "train_rows": logs.n_rows,
         "train_sessions": logs.n_sessions,
+        "train_clicks": int(rows.clicked.sum()),
         "click_validation_ece": click.validation_ece_,
         "fit_seconds": time.perf_counter() - t0,
         **(heldout_metrics(sim, holdout, rng=metric_rng) if holdout is not None else {}),
     }
+    sim.metrics["warnings"] = fit_warnings(sim, logs)
+    # --- return-time model (optional part "return"): only logs with timestamps have gaps
+    if logs.has_timestamp:
+        from simkit.fitters.returns import ReturnConfig, fit_return_model
+
+        try:
+            sim.extras["return"] = fit_return_model(
+                logs,
+                sim,
+                ReturnConfig(n_rounds=config.n_estimators, num_threads=config.num_threads),
+                rng=rng.spawn(1)[0],
+            )
+        except LogError as err:
+            sim.metrics["return_model_skipped"] = str(err)
     bar.update()
     bar.close()
     return FitResult(simulator=sim, prepared=prep)
@@ -514,20 +618,56 @@ def _user_table(
     return UserTable(user_ids=index.user_ids, z0=by_user.z0, hist_n=by_user.hist_n, features=feats)
 
 
+def fit_warnings(sim: Simulator, logs: Logs) -> list[str]:
+    """What the fit summary warns about: AUCs within noise of 0.5, models left out."""
+    m, out = sim.metrics, []
+    if "click_auc" in m:
+        n_pos, n_neg = int(m.get("heldout_clicks", 0)), int(m.get("heldout_rows", 0))
+        w = auc_warning("click", m["click_auc"], n_pos, n_neg - n_pos, "clicks")
+        if w:
+            out.append(w)
+    if "continue_auc" in m and sim.cont is not None:
+        n_pos, n_all = int(m.get("heldout_continued", 0)), int(m.get("heldout_steps", 0))
+        w = auc_warning("continuation", m["continue_auc"], n_pos, n_all - n_pos, "steps followed")
+        if w:
+            out.append(w)
+    if sim.watch is None:
+        out.append(
+            "No watch-time model: the logs have no dwell time, so rewards are clicks and no "
+            "watch time is simulated."
+        )
+    if sim.cont is None:
+        out.append(
+            "No continuation model: every session is one decision, so the environment ends each "
+            "session after its first step (a contextual bandit)."
+        )
+    return out
+
+
 def heldout_metrics(sim: Simulator, holdout: Logs, *, rng: np.random.Generator) -> dict[str, float]:
-    """Click AUC / ECE, continuation AUC and watch-time KS of ``sim`` on held-out logs."""
+    """Click AUC / ECE, continuation AUC and watch-time KS of ``sim`` on held-out logs (NaN for a
+    model the simulator has not: no watch model without dwell, no continuation without sessions
+    of more than one step)."""
     prep = replay_with(sim, holdout)
     r = prep.rows
     p = sim.click.proba(r.x_click)
-    out: dict[str, float] = {"heldout_rows": float(len(p))}
+    out: dict[str, float] = {
+        "heldout_rows": float(len(p)),
+        "heldout_clicks": float(r.clicked.sum()),
+        "heldout_steps": float(len(r.continued)),
+        "heldout_continued": float(r.continued.sum()),
+    }
     both = 0 < r.clicked.sum() < len(r.clicked)
     out["click_auc"] = float(roc_auc_score(r.clicked, p)) if both else float("nan")
     out["click_ece"] = expected_calibration_error(r.clicked, p)
-    pc = sim.cont.proba(r.x_continue)
     both = 0 < r.continued.sum() < len(r.continued)
-    out["continue_auc"] = float(roc_auc_score(r.continued, pc)) if both else float("nan")
+    if sim.cont is not None and both:
+        pc = sim.cont.proba(r.x_continue)
+        out["continue_auc"] = float(roc_auc_score(r.continued, pc))
+    else:
+        out["continue_auc"] = float("nan")
     hit = r.clicked > 0
-    if hit.sum() > 1:
+    if sim.watch is not None and hit.sum() > 1:
         sampled = sim.watch.sample(r.x_click[hit], prep.duration_of_row[hit], rng=rng)
         out["watch_ks"] = float(stats.ks_2samp(sampled, r.watch[hit]).statistic)
     else:

@@ -1,4 +1,5 @@
-"""The ``simkit`` command line: ``synth``, ``check-log``, ``fit``, ``validate``, ``train``, ``evaluate``.
+"""The ``simkit`` command line: ``synth``, ``check-log``, ``fit``, ``validate``, ``train``, ``evaluate``,
+``export``, ``shadow``.
 
 Every command has ``--help``. A user mistake (bad logs, a missing file, a tampered simulator)
 prints one plain paragraph and exits 1, without a traceback; a usage error exits 2.
@@ -73,6 +74,10 @@ def _cmd_check_log(args: argparse.Namespace) -> int:
     ignored = d.get("ignored_columns") or []
     if ignored:
         print(f"  ignored columns: {', '.join(ignored)}")
+    if not logs.dwell:
+        print("  no dwell time: a click-only log (a simulator fitted on it has no watch model)")
+    for text in logs.warnings:
+        print(f"  warning: {text}")
     return 0
 
 
@@ -82,24 +87,54 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from simkit.fitters import FitConfig, fit_simulator
     from simkit.logs import LogSchema, read_logs, split_logs
 
+    from simkit.artifacts import check_output_folder
+    from simkit.errors import ConfigError
+    from simkit.fitters.fit import check_fittable
+
     start = time.perf_counter()
+    check_output_folder(args.out, overwrite=args.overwrite, kind="simulator")
+    if not 0 < args.holdout < 1:
+        raise ConfigError(f"--holdout must be in (0, 1); got {args.holdout}. Use e.g. 0.2.")
     schema = LogSchema.from_toml(args.schema) if args.schema else None
     logs = read_logs(args.logs, schema, items=args.items)
+    check_fittable(logs)
+    if logs.n_users < 2:
+        raise ConfigError(
+            f"{logs.source}: the fit holds out a share of users to measure the simulator, but the "
+            f"log has {logs.n_users} user; provide logs of more users."
+        )
     rng = np.random.default_rng(args.seed)
     split_rng, fit_rng = rng.spawn(2)
     train, holdout = split_logs(logs, by="user", holdout=args.holdout, rng=split_rng)
+    check_fittable(train, whole=logs)
     simulator = fit_simulator(
-        train, config=FitConfig(), rng=fit_rng, holdout=holdout, progress=not args.quiet
+        train,
+        config=FitConfig(ensemble=args.ensemble),
+        rng=fit_rng,
+        holdout=holdout,
+        progress=not args.quiet,
     )
     simulator.save(args.out, overwrite=args.overwrite)
     m = simulator.metrics
     took = time.perf_counter() - start
+
+    def fig(key: str, why: str) -> str:
+        value = m.get(key, float("nan"))
+        return f"{value:.4f}" if value == value else f"not measured ({why})"
+
     print(f"fitted {args.out} from {logs.source}")
     print(
         f"  rows {train.n_rows:,} train / {holdout.n_rows:,} held out;  sessions {logs.n_sessions:,}"
     )
-    print(f"  held-out click AUC {m['click_auc']:.4f}   continuation AUC {m['continue_auc']:.4f}")
-    print(f"  watch-time KS (sampled vs held-out clicked rows) {m['watch_ks']:.4f}")
+    no_cont = "one decision per session" if simulator.cont is None else "too few held-out steps"
+    no_watch = "no dwell time in the log" if simulator.watch is None else "too few held-out clicks"
+    print(
+        f"  held-out click AUC {fig('click_auc', 'held-out rows need clicks and non-clicks')}   "
+        f"continuation AUC {fig('continue_auc', no_cont)}"
+    )
+    print(f"  watch-time KS (sampled vs held-out clicked rows) {fig('watch_ks', no_watch)}")
+    for text in [*logs.warnings, *m.get("warnings", [])]:
+        print(f"  warning: {text}")
     print(f"  time {took:.1f} s")
     return 0
 
@@ -130,6 +165,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if problems:
         print("simkit validate: " + "; ".join(problems) + ".", file=sys.stderr)
         return 2
+    from simkit.artifacts import check_output_file
+
+    check_output_file(args.out, suffixes=(".json", ".md"))
     start = time.perf_counter()
     gates = Gates(**overrides)
     simulator = Simulator.load(args.simulator)
@@ -194,13 +232,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_trust(args: argparse.Namespace) -> int:
+    """Print the trust report of a trained agent; exit 1 when it is flagged."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from simkit.agents.policy import load_agent_policies
+    from simkit.logs import read_logs
+    from simkit.simulator import Simulator
+    from simkit.validation.trust import trust_report
+
+    sim = Simulator.load(args.simulator)
+    (policy,) = load_agent_policies([args.run])
+    logs = read_logs(args.logs, items=args.items)
+    report = trust_report(
+        sim, policy, logs, rng=np.random.default_rng(args.seed), n_sessions=args.sessions
+    )
+    print(report.text())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_json(), indent=2))
+    return 0 if report.trusted else 1
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import numpy as np
 
     from simkit.agents.train import evaluate_runs, format_table, plot_comparison, write_table_csv
+    from simkit.artifacts import check_output_file
 
+    check_output_file(args.out, suffixes=(".csv",))
     results = evaluate_runs(
         args.simulator,
         args.agents,
@@ -211,11 +275,66 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(format_table(results))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     plot_comparison(results, out)
     table = out.with_suffix(".csv")
     write_table_csv(results, table)
     print(f"bar chart written to {out} (table: {table})")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from simkit.serving.export import export_policy
+
+    overrides = {} if args.epsilon is None else {"epsilon": args.epsilon}
+    out = export_policy(
+        args.run,
+        args.out,
+        rng=np.random.default_rng(args.seed),
+        exploration=overrides,
+        ensemble_size=args.ensemble_size,
+        overwrite=args.overwrite,
+    )
+    print(f"exported {args.run} to {out} (manifest.json, arrays.npz, SHA256SUMS)")
+    return 0
+
+
+def _cmd_shadow(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from simkit.serving import load_policy
+    from simkit.serving.shadow import ShadowGates, read_decision_log, shadow_report, write_report
+
+    known = {f.name for f in dataclasses.fields(ShadowGates)}
+    overrides: dict[str, float] = {}
+    for text in args.gates or []:
+        name, _, value = text.partition("=")
+        try:
+            overrides[name.strip()] = float(value)
+        except ValueError:
+            overrides[""] = 0.0
+        if name.strip() not in known:
+            print(
+                f"simkit shadow: expected NAME=NUMBER with NAME one of {sorted(known)}; "
+                f"got {text!r}.",
+                file=sys.stderr,
+            )
+            return 2
+    policy = load_policy(args.policy)
+    report = shadow_report(
+        policy,
+        read_decision_log(args.logs),
+        rng=np.random.default_rng(args.seed),
+        gates=ShadowGates(**overrides),
+    )
+    html_path, json_path = write_report(report, args.out)
+    print(report.summary())
+    print(f"report written to {html_path} (and {json_path})")
+    if args.strict and not report.passed:
+        raise FidelityError("Shadow gates failed (see the report); exiting 1 because of --strict.")
     return 0
 
 
@@ -289,7 +408,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="seed of the split and the fit")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        default=0,
+        metavar="M",
+        help="also fit M bootstrap members of each model (model uncertainty; 5 is usual; off)",
+    )
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("trust", help="can a trained policy's simulated result be trusted?")
+    p.add_argument("simulator", help="simulator folder (fitted with --ensemble M for spreads)")
+    p.add_argument("run", help="run folder of a trained agent (simkit train --out)")
+    p.add_argument("--logs", required=True, help="held-out logs (users the fit did not see)")
+    p.add_argument("--items", help="item catalogue of the logs")
+    p.add_argument("--sessions", type=_positive, default=500, help="simulated sessions (500)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of users, runs and checks (0)")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.set_defaults(func=_cmd_trust)
 
     p = sub.add_parser("validate", help="fidelity report of a simulator against held-out logs")
     p.add_argument("simulator", help="simulator folder written by 'simkit fit'")
@@ -358,6 +494,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a trained agent as a serving policy folder")
+    p.add_argument("run", metavar="RUN_DIR", help="run folder of 'simkit train' (or agent folder)")
+    p.add_argument("--out", required=True, metavar="POLICY_DIR", help="policy folder to write")
+    p.add_argument("--epsilon", type=float, help="serving-time exploration share (agent's own)")
+    p.add_argument(
+        "--ensemble-size", type=_positive, help="LinTS: frozen posterior draws to serve (exact)"
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="seed of a LinTS ensemble's draws (0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing policy folder")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("shadow", help="off-policy check of a served policy on fresh logs")
+    p.add_argument("policy", metavar="POLICY_DIR", help="policy folder of 'simkit export'")
+    p.add_argument("--logs", required=True, help="fresh decision log (.npz) the policy never saw")
+    p.add_argument("--out", default="shadow.html", help="HTML report (shadow.html) + JSON beside")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the folds and bootstraps (0)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a gate fails")
+    p.add_argument(
+        "--gates",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="override gates: min_ess_share, max_value_drop, min_agreement",
+    )
+    p.set_defaults(func=_cmd_shadow)
     return parser
 
 
@@ -370,6 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SimkitError as err:
         print(f"simkit {args.command}: {err}", file=sys.stderr)
         return 1
-    except FileNotFoundError as err:
-        print(f"simkit {args.command}: {err.strerror}: {err.filename}", file=sys.stderr)
+    except OSError as err:  # a path that is missing, a folder, not writable, ...
+        where = f": {err.filename}" if err.filename else ""
+        print(f"simkit {args.command}: {err.strerror or err}{where}", file=sys.stderr)
         return 1

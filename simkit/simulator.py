@@ -83,8 +83,8 @@ class Simulator:
     mixture_means: NDArray[np.float64]
     mixture_chol: NDArray[np.float64]
     click: BinaryResponse
-    watch: WatchResponse
-    cont: BinaryResponse
+    watch: WatchResponse | None
+    cont: BinaryResponse | None
     dynamics: Dynamics
     categories: dict[str, list] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +92,24 @@ class Simulator:
     schema: dict[str, Any] = field(default_factory=dict)
     position_bias: NDArray[np.float64] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ models present
+
+    @property
+    def has_watch(self) -> bool:
+        """Whether there is a watch-time model (logs without dwell time give none: rewards are clicks)."""
+        return self.watch is not None
+
+    @property
+    def has_continuation(self) -> bool:
+        """Whether there is a continuation model (one decision per session gives none: every
+        session ends after its first step, a contextual bandit)."""
+        return self.cont is not None
+
+    @property
+    def context(self) -> Any:
+        """The per-step context model (:class:`simkit.context.ContextModel`), or None."""
+        return self.extras.get("context")
 
     # ------------------------------------------------------------------ users
 
@@ -150,12 +168,28 @@ class Simulator:
     def sample_watch(
         self, x: NDArray[np.float32], items: NDArray[np.int64], *, rng: np.random.Generator
     ) -> NDArray[np.float64]:
-        """Watch seconds for clicked rows with features ``x`` of catalogue rows ``items``."""
+        """Watch seconds for clicked rows with features ``x`` of catalogue rows ``items``
+        (zeros without a watch model)."""
+        if self.watch is None:
+            return np.zeros(len(x))
         return self.watch.sample(x, self.catalogue.duration[items], rng=rng)
 
     def continue_proba(self, state: SessionState) -> NDArray[np.float64]:
-        """Probability that another impression follows, in the state after a transition."""
+        """Probability that another impression follows, in the state after a transition (zeros
+        without a continuation model: one decision per session)."""
+        if self.cont is None:
+            return np.zeros(state.n)
         return self.cont.proba(continue_features(state))
+
+    def value_spread(
+        self, state: SessionState, items: NDArray[np.int64], *, reward: str = "watch_time"
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Ensemble members' mean and spread of each (session, item)'s immediate value, (n, K)
+        each (see :func:`simkit.uncertainty.value_spread`; needs a simulator fitted with an
+        ensemble)."""
+        from simkit.uncertainty import value_spread
+
+        return value_spread(self, state, items, reward=reward)
 
     # ---------------------------------------------------------------- save/load
 

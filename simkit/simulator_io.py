@@ -63,7 +63,19 @@ DATA_FILES = (
     "users.parquet",
     "arrays.npz",
 )
-"""The files every simulator folder has, besides ``manifest.json``."""
+"""The files of a simulator folder besides ``manifest.json``; ``watch.txt`` and ``continue.txt``
+are left out when the simulator has no such model (see :data:`ABSENT_MODEL_FILES`)."""
+
+ABSENT_MODEL_FILES = {"watch_model": "watch.txt", "continuation_model": "continue.txt"}
+"""``config`` flag -> file: a simulator fitted on logs without dwell time has no watch model
+(``config["watch_model"] = false``), one fitted on one decision per session no continuation model
+(``config["continuation_model"] = false``); their files are then absent."""
+
+
+def _required_files(config: Any) -> tuple[str, ...]:
+    config = config if isinstance(config, dict) else {}
+    absent = {f for flag, f in ABSENT_MODEL_FILES.items() if config.get(flag) is False}
+    return tuple(n for n in DATA_FILES if n not in absent)
 
 _FIX = "Fit the simulator again, or copy the folder again from its source."
 
@@ -122,13 +134,32 @@ def register_optional_part(part: OptionalPart) -> OptionalPart:
     return part
 
 
-def _write_return(booster: lgb.Booster, folder: Path) -> list[str]:
-    (folder / "return.txt").write_text(booster.model_to_string())
-    return ["return.txt"]
+def _write_return(model: Any, folder: Path) -> list[str]:
+    """A :class:`simkit.returns.ReturnModel` (booster + arrays), or a bare booster."""
+    if isinstance(model, lgb.Booster):
+        (folder / "return.txt").write_text(model.model_to_string())
+        return ["return.txt"]
+    (folder / "return.txt").write_text(model.booster.model_to_string())
+    np.savez(folder / "return.npz", **model.to_arrays())
+    return ["return.txt", "return.npz"]
 
 
-def _read_return(folder: Path, names: Sequence[str]) -> lgb.Booster:
-    return _booster(folder / "return.txt")
+def _read_return(folder: Path, names: Sequence[str]) -> Any:
+    from simkit.returns import ReturnModel
+
+    if sorted(names) == ["return.txt"]:
+        return _booster(folder / "return.txt")
+    if sorted(names) != ["return.npz", "return.txt"]:
+        raise ArtifactError(
+            f"{folder / 'manifest.json'}: part 'return' must list return.txt and return.npz; got "
+            f"{sorted(names)}. {_FIX}"
+        )
+    with np.load(folder / "return.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    try:
+        return ReturnModel.from_arrays(_booster(folder / "return.txt"), arrays)
+    except ValueError as err:
+        raise ArtifactError(f"{folder / 'return.npz'}: {err}. {_FIX}") from None
 
 
 def _write_click_members(members: Sequence[BinaryResponse], folder: Path) -> list[str]:
@@ -156,13 +187,67 @@ def _read_click_members(folder: Path, names: Sequence[str]) -> tuple[BinaryRespo
     return tuple(members)
 
 
+def _write_watch_members(members: Sequence[WatchResponse], folder: Path) -> list[str]:
+    names = []
+    for i, m in enumerate(members, start=1):
+        (folder / f"watch_{i}.txt").write_text(m.booster.model_to_string())
+        np.savez(
+            folder / f"watch_{i}.npz",
+            bin_edges=m.bin_edges,
+            residuals=m.residuals,
+            cumulative=m.cumulative,
+        )
+        names += [f"watch_{i}.txt", f"watch_{i}.npz"]
+    return names
+
+
+def _read_watch_members(folder: Path, names: Sequence[str]) -> tuple[WatchResponse, ...]:
+    members = []
+    for i, arrays in _member_files(folder, names, "watch"):
+        members.append(WatchResponse(_booster(folder / f"watch_{i}.txt"), **arrays))
+    return tuple(members)
+
+
+def _write_continue_members(members: Sequence[BinaryResponse], folder: Path) -> list[str]:
+    names = []
+    for i, m in enumerate(members, start=1):
+        (folder / f"continue_{i}.txt").write_text(m.booster.model_to_string())
+        np.savez(folder / f"continue_{i}.npz", calib_x=m.calib_x, calib_y=m.calib_y)
+        names += [f"continue_{i}.txt", f"continue_{i}.npz"]
+    return names
+
+
+def _read_continue_members(folder: Path, names: Sequence[str]) -> tuple[BinaryResponse, ...]:
+    return tuple(
+        BinaryResponse(_booster(folder / f"continue_{i}.txt"), a["calib_x"], a["calib_y"])
+        for i, a in _member_files(folder, names, "continue")
+    )
+
+
+def _member_files(
+    folder: Path, names: Sequence[str], stem: str
+) -> list[tuple[int, dict[str, Any]]]:
+    """Member number and ``.npz`` arrays of ``stem_1.txt``, ``stem_1.npz``, ... (checked set)."""
+    n = len(names) // 2
+    if set(names) != {f"{stem}_{i}.{ext}" for i in range(1, n + 1) for ext in ("txt", "npz")}:
+        raise ArtifactError(
+            f"{folder / 'manifest.json'}: part '{stem}_members' must list {stem}_1.txt, "
+            f"{stem}_1.npz, ... {stem}_N.txt, {stem}_N.npz; got {sorted(names)}. {_FIX}"
+        )
+    out = []
+    for i in range(1, n + 1):
+        with np.load(folder / f"{stem}_{i}.npz", allow_pickle=False) as npz:
+            out.append((i, {k: npz[k] for k in npz.files}))
+    return out
+
+
 register_optional_part(
     OptionalPart(
         role="return",
-        pattern=r"return\.txt",
+        pattern=r"return\.(?:txt|npz)",
         write=_write_return,
         read=_read_return,
-        description="LightGBM text model of the time until the user's next session",
+        description="hazard model (LightGBM text) and arrays of the time until the next session",
     )
 )
 register_optional_part(
@@ -172,6 +257,24 @@ register_optional_part(
         write=_write_click_members,
         read=_read_click_members,
         description="click-model ensemble members (LightGBM text + calibration knots each)",
+    )
+)
+register_optional_part(
+    OptionalPart(
+        role="watch_members",
+        pattern=r"watch_[1-9][0-9]*\.(?:txt|npz)",
+        write=_write_watch_members,
+        read=_read_watch_members,
+        description="watch-time ensemble members (LightGBM text + residual pools each)",
+    )
+)
+register_optional_part(
+    OptionalPart(
+        role="continue_members",
+        pattern=r"continue_[1-9][0-9]*\.(?:txt|npz)",
+        write=_write_continue_members,
+        read=_read_continue_members,
+        description="continuation ensemble members (LightGBM text + calibration knots each)",
     )
 )
 
@@ -192,12 +295,13 @@ def _json_default(obj: Any) -> Any:
 def _write_files(sim: Simulator, folder: Path) -> None:
     cat = sim.catalogue
     d = cat.dim
-    for name, booster in (
-        ("click.txt", sim.click.booster),
-        ("watch.txt", sim.watch.booster),
-        ("continue.txt", sim.cont.booster),
+    for name, model in (
+        ("click.txt", sim.click),
+        ("watch.txt", sim.watch),
+        ("continue.txt", sim.cont),
     ):
-        (folder / name).write_text(booster.model_to_string())
+        if model is not None:
+            (folder / name).write_text(model.booster.model_to_string())
     n_items = len(cat.item_ids)
     items = pd.DataFrame({"item_id": cat.item_ids})
     for k in range(d):
@@ -220,13 +324,15 @@ def _write_files(sim: Simulator, folder: Path) -> None:
         "mixture_chol": sim.mixture_chol,
         "click_calib_x": sim.click.calib_x,
         "click_calib_y": sim.click.calib_y,
-        "continue_calib_x": sim.cont.calib_x,
-        "continue_calib_y": sim.cont.calib_y,
-        "watch_bin_edges": sim.watch.bin_edges,
-        "watch_residuals": sim.watch.residuals,
-        "watch_cumulative": sim.watch.cumulative,
         "stand_in_embedding": cat.embedding[n_items],
     }
+    if sim.cont is not None:
+        arrays["continue_calib_x"] = sim.cont.calib_x
+        arrays["continue_calib_y"] = sim.cont.calib_y
+    if sim.watch is not None:
+        arrays["watch_bin_edges"] = sim.watch.bin_edges
+        arrays["watch_residuals"] = sim.watch.residuals
+        arrays["watch_cumulative"] = sim.watch.cumulative
     if sim.position_bias is not None:
         arrays["position_bias"] = sim.position_bias
     np.savez(folder / "arrays.npz", **arrays)
@@ -234,6 +340,7 @@ def _write_files(sim: Simulator, folder: Path) -> None:
 
 def _write_parts(extras: dict[str, Any], folder: Path) -> dict[str, list[str]]:
     parts: dict[str, list[str]] = {}
+    extras = {k: v for k, v in extras.items() if v is not None}
     claimed: set[str] = set(DATA_FILES)
     for role, obj in sorted(extras.items()):
         part = OPTIONAL_PARTS.get(role)
@@ -256,10 +363,15 @@ def _write_parts(extras: dict[str, Any], folder: Path) -> dict[str, list[str]]:
 
 def save_simulator(sim: Simulator, path: Path, *, overwrite: bool = False) -> Path:
     """Write ``sim`` to ``path`` atomically; see :meth:`simkit.simulator.Simulator.save`."""
+    config = {
+        **sim.config,
+        "watch_model": sim.watch is not None,
+        "continuation_model": sim.cont is not None,
+    }
     with atomic_folder(path, overwrite=overwrite, kind="simulator") as tmp:
         _write_files(sim, tmp)
         parts = _write_parts(sim.extras, tmp)
-        names = [*DATA_FILES, *(n for files in parts.values() for n in files)]
+        names = [*_required_files(config), *(n for files in parts.values() for n in files)]
         body = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -272,7 +384,7 @@ def save_simulator(sim: Simulator, path: Path, *, overwrite: bool = False) -> Pa
             "continue_feature_names": list(sim.spec.continue_names),
             "categories": sim.categories,
             "schema": sim.schema,
-            "config": sim.config,
+            "config": config,
             "metrics": sim.metrics,
             "files": {name: sha256_file(tmp / name) for name in names},
             "parts": parts,
@@ -323,12 +435,17 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
-def _check_file_set(mpath: Path, files: dict[str, str], parts: dict[str, list[str]]) -> None:
+def _check_file_set(
+    mpath: Path,
+    files: dict[str, str],
+    parts: dict[str, list[str]],
+    required: tuple[str, ...] = DATA_FILES,
+) -> None:
     problems = []
-    missing = sorted(set(DATA_FILES) - set(files))
+    missing = sorted(set(required) - set(files))
     if missing:
         problems.append(f"the required files {missing} are not listed")
-    listed = set(DATA_FILES)
+    listed = set(required)
     for role, names in sorted(parts.items()):
         part = OPTIONAL_PARTS.get(role)
         if part is None:
@@ -373,7 +490,7 @@ def _check_manifest(path: Path) -> dict[str, Any]:
     )
     mpath = path / "manifest.json"
     check_fields(m, _FIELDS, mpath, _FIX)
-    _check_file_set(mpath, m["files"], m["parts"])
+    _check_file_set(mpath, m["files"], m["parts"], _required_files(m["config"]))
     check_file_hashes(path, m["files"], _FIX)
     return m
 
@@ -447,6 +564,7 @@ def _read_simulator(
         else np.empty((len(users), 0), np.float32),
     )
     extras = {role: OPTIONAL_PARTS[role].read(path, names) for role, names in m["parts"].items()}
+    required = _required_files(m["config"])
     return Simulator(
         spec=spec,
         catalogue=catalogue,
@@ -462,12 +580,16 @@ def _read_simulator(
             bin_edges=arrays["watch_bin_edges"],
             residuals=arrays["watch_residuals"],
             cumulative=arrays["watch_cumulative"],
-        ),
+        )
+        if "watch.txt" in required
+        else None,
         cont=BinaryResponse(
             _booster(path / "continue.txt"),
             arrays["continue_calib_x"],
             arrays["continue_calib_y"],
-        ),
+        )
+        if "continue.txt" in required
+        else None,
         dynamics=dynamics,
         categories=m["categories"],
         config=m["config"],
@@ -476,3 +598,7 @@ def _read_simulator(
         position_bias=arrays.get("position_bias"),
         extras=extras,
     )
+
+
+# the per-step context model registers its part (imported last: it imports this module)
+import simkit.context  # noqa: E402,F401

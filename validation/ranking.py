@@ -67,6 +67,7 @@ __all__ = [
     "ope_reference",
     "policy_ranking",
     "ranking_metrics",
+    "target_proba",
 ]
 
 #: A per-decision off-policy estimator: ``f(reward, target_proba_of_logged, logged_propensity, *,
@@ -407,11 +408,17 @@ def _target_proba(
         prob = policy.proba(PolicyContext(sim, state, cands))
         x = sim.click_features(state, cands)
         p = sim.click.proba(x).reshape(cands.shape)
-        w = sim.watch.predict_log(x).reshape(cands.shape)
         q_click += (prob * p).sum(axis=1)
-        cap = sim.catalogue.duration[cands]
-        q_watch += (prob * p * sim.watch.mean_from_prediction(w, cap)).sum(axis=1)
+        if sim.watch is not None:  # no watch model (no dwell): no watch value
+            w = sim.watch.predict_log(x).reshape(cands.shape)
+            cap = sim.catalogue.duration[cands]
+            q_watch += (prob * p * sim.watch.mean_from_prediction(w, cap)).sum(axis=1)
     return pi / n_draws * k / n_items, q_click / n_draws, q_watch / n_draws
+
+
+target_proba = _target_proba
+"""Public name of the Monte Carlo of a policy's probability of the logged items and its simulated
+per-decision values at logged states (the trust report's off-policy estimates use it)."""
 
 
 def ope_reference(

@@ -68,7 +68,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from numpy.typing import NDArray
 
-from simkit import nn
+from simkit import diagnostics, nn
 from simkit.agents.base import Observation, SavableAgent, blas_threads, register_agent
 from simkit.agents.per import PrioritizedReplay, annealed_beta
 from simkit.errors import ArtifactError, ConfigError
@@ -540,6 +540,11 @@ class DQN(SavableAgent):
             nn.clip_grad_norm(self._opt.params, cfg.grad_clip)
         self._opt.step()
         self.buffer.update_priorities(batch.index, pred - y)
+        diagnostics.record(  # TD error, critic loss and reward variance of the batch
+            td_error=float(np.abs(pred - y).mean()),
+            critic_loss=float(loss),
+            reward_variance=float(np.var(d["reward"])),
+        )
         self.n_updates += 1
         if self.n_updates % cfg.target_update_interval == 0:
             self._refresh_target()

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from simkit import nn
+from simkit import diagnostics, nn
 from simkit.ads_world import GAMMA, N_ACTIONS, USER_FEATURES
 from simkit.agents.base import (
     Observation,
@@ -365,6 +365,10 @@ class DRLPUTConfig:
         Min-max batch normalisation of the engagement probabilities.
     learning_rate : float
         Adam step size.
+    final_learning_rate : float or None
+        When set, each :meth:`DRLPUT.learn_from_logs` call moves the step size linearly from
+        ``learning_rate`` to this value over its updates (the argmax settles instead of
+        following the last batches).
     batch_size : int
         Requests per offline update.
     online_batch_size : int
@@ -388,6 +392,7 @@ class DRLPUTConfig:
     reward: str = "campaign"
     normalise: bool = True
     learning_rate: float = 3e-3
+    final_learning_rate: float | None = None
     batch_size: int = 1024
     online_batch_size: int = 256
     grad_clip: float | None = 10.0
@@ -667,6 +672,13 @@ class DRLPUT(SavableAgent):
             if propensity is None:
                 raise LogError("importance_weighting needs the logged propensities.")
             coef *= np.minimum(np.exp(logp_a) / propensity, cfg.weight_cap)
+            ratio = np.exp(logp_a) / propensity
+            diagnostics.record(
+                cap_share=float(np.mean(ratio >= cfg.weight_cap)),
+                ess_share=diagnostics.weight_stats(ratio, np.inf)["ess_share"],
+            )
+        ent = diagnostics.entropy(p) if cfg.heads == "joint" else diagnostics.entropy(np.exp(lp))
+        diagnostics.record(entropy=ent, reward_variance=float(np.var(reward)))
         coef /= n
         loss = -float(coef @ logp_a)
         if cfg.heads == "joint":
@@ -777,6 +789,10 @@ class DRLPUT(SavableAgent):
         self.train(True)
         with blas_threads(self.config.blas_threads):
             for t, idx in enumerate(it):
+                if self.config.final_learning_rate is not None:
+                    frac = t / max(len(batches) - 1, 1)
+                    lr0, lr1 = self.config.learning_rate, self.config.final_learning_rate
+                    self._opt.lr = lr0 + frac * (lr1 - lr0)
                 r = self.batch_reward(frame.iloc[idx])
                 losses[t] = self.loss_and_gradients(x[idx], actions[idx], r, prop[idx])
                 self._step()

@@ -67,10 +67,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 from numpy.typing import NDArray
 
-from simkit import nn
+from simkit import diagnostics, nn
 from simkit.agents.base import (
     Observation,
     SavableAgent,
@@ -79,7 +78,15 @@ from simkit.agents.base import (
     observation_parts,
     register_agent,
 )
-from simkit.errors import ArtifactError, ConfigError, SimkitError
+from simkit.agents.dual_critic_parts import (
+    CandidateWeightActor,
+    Lanes,
+    RunningMoments,
+    mixed_advantages,
+    mlp_or_zeros,
+    session_gae,
+)
+from simkit.errors import ArtifactError, ConfigError, TrainingDivergedError
 
 __all__ = [
     "CandidateWeightActor",
@@ -91,10 +98,6 @@ __all__ = [
 ]
 
 F64 = NDArray[Any]
-
-
-class TrainingDivergedError(SimkitError):
-    """Training met a NaN or infinite value and stopped."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,7 +114,10 @@ class DualCriticConfig:
     gamma_immediate : float
         Immediate discount per request; a session ends its horizon.
     gae_lambda : float
-        lambda of the generalised advantage estimates of both critics.
+        lambda of the generalised advantage estimates (of both critics unless
+        ``retention_lambda`` is set).
+    retention_lambda : float or None
+        lambda of the retention critic's estimates (None: ``gae_lambda``).
     actor_hidden, critic_hidden : tuple of int
         Hidden widths of the actor's user net and of each critic.
     activation : {"relu", "tanh"}
@@ -142,6 +148,7 @@ class DualCriticConfig:
     gamma: float = 0.9
     gamma_immediate: float = 0.9
     gae_lambda: float = 0.9
+    retention_lambda: float | None = None
     actor_hidden: tuple[int, ...] = (32,)
     critic_hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
@@ -165,6 +172,8 @@ class DualCriticConfig:
         for name in ("gamma", "gamma_immediate", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be in [0, 1]; got {getattr(self, name)}")
+        if self.retention_lambda is not None and not 0.0 <= self.retention_lambda <= 1.0:
+            problems.append(f"retention_lambda must be in [0, 1]; got {self.retention_lambda}")
         if self.gamma >= 1.0:
             problems.append(
                 f"gamma must be < 1 (the retention horizon is infinite); got {self.gamma}"
@@ -192,173 +201,7 @@ class DualCriticConfig:
             raise ConfigError("Invalid DualCriticConfig: " + "; ".join(problems) + ".")
 
 
-# --------------------------------------------------------------------------- pieces
-
-
-class CandidateWeightActor:
-    """Logits ``z_j = c_j . w(s)`` of the candidates, ``w`` an MLP of the user vector.
-
-    Parameters
-    ----------
-    user_dim, item_dim : int
-        Sizes of the user vector and of a candidate's features.
-    hidden : tuple of int
-        Hidden widths of ``w``.
-    activation : {"relu", "tanh"}
-    rng : numpy.random.Generator or None
-        Initial weights (zeros when None, for loading). The output layer starts at zero, so the
-        first policy is uniform over the candidates.
-    """
-
-    def __init__(
-        self,
-        user_dim: int,
-        item_dim: int,
-        hidden: tuple[int, ...],
-        activation: str,
-        rng: np.random.Generator | None,
-    ) -> None:
-        sizes = [user_dim, *hidden, item_dim]
-        if rng is None:
-            layers: list[nn.Module] = []
-            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-                layers.append(nn.Dense(a, b, init="zeros"))
-                if i < len(sizes) - 2:
-                    layers.append(nn.ReLU() if activation == "relu" else nn.Tanh())
-            self.net = nn.Sequential(layers)
-        else:
-            self.net = nn.mlp(sizes, rng=rng, activation=activation)
-            last = self.net.layers[-1]
-            assert isinstance(last, nn.Dense)
-            last.weight.value[...] = 0.0
-
-    def forward(self, users: F64, candidates: F64) -> F64:
-        """Logits ``(n, K)`` for users ``(n, d_u)`` and candidates ``(n, K, d_c)``."""
-        w = self.net.forward(users)
-        self._cands = candidates
-        return np.einsum("nkd,nd->nk", candidates, w)
-
-    def backward(self, dz: F64) -> None:
-        """Store parameter gradients from the gradient ``(n, K)`` in the logits."""
-        self.net.backward(np.einsum("nk,nkd->nd", dz, self._cands))
-
-    def parameters(self) -> list[nn.Parameter]:
-        """Trainable parameters."""
-        return self.net.parameters()
-
-
-def session_gae(
-    rewards: F64,
-    values: F64,
-    next_values: F64,
-    discounts: F64,
-    continues: NDArray[np.bool_],
-    valid: NDArray[np.bool_],
-    lam: float,
-) -> F64:
-    """Generalised advantage estimates with a per-transition discount.
-
-    ``delta_t = r_t + g_t V(s_t+1) - V(s_t)`` and ``A_t = delta_t + g_t lam A_t+1`` while the next
-    stored transition continues the same trajectory (``continues[t]``). A transition whose target
-    is unknown (``valid[t]`` false, e.g. a return never observed) gets ``A_t = 0``: the transition
-    before it then bootstraps from ``V`` of its state.
-
-    Parameters
-    ----------
-    rewards, values, next_values, discounts : ndarray, shape (n,)
-        ``r_t``, ``V(s_t)``, ``V(s_t+1)`` and the factor ``g_t`` of each transition, in time order.
-    continues, valid : ndarray of bool, shape (n,)
-    lam : float
-
-    Returns
-    -------
-    ndarray, shape (n,)
-
-    Examples
-    --------
-    >>> session_gae(np.array([0.0, -2.0]), np.zeros(2), np.zeros(2), np.array([1.0, 0.9]),
-    ...             np.array([True, False]), np.array([True, True]), 1.0)
-    array([-2., -2.])
-    """
-    adv = np.zeros(len(rewards))
-    delta = np.where(valid, rewards + discounts * next_values - values, 0.0)
-    running = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        if not valid[t]:
-            running = 0.0
-            continue
-        running = delta[t] + (discounts[t] * lam * running if continues[t] else 0.0)
-        adv[t] = running
-    return adv
-
-
-def mixed_advantages(
-    a_immediate: F64, a_retention: F64, alpha: float, valid_retention: NDArray[np.bool_]
-) -> F64:
-    """``(1 - alpha) norm(A_I) + alpha norm(A_T)``, each normalised over the batch first.
-
-    ``norm`` subtracts the mean and divides by the standard deviation (over the rows where the
-    retention target is known, for ``A_T``; 0 elsewhere). Normalising before mixing keeps the
-    retention advantage, in units of returning time, from swamping the immediate one.
-
-    Examples
-    --------
-    >>> mixed_advantages(np.array([0.0, 2.0]), np.array([5.0, -5.0]), 0.5, np.array([True, True]))
-    array([ 0.,  0.])
-    """
-
-    def norm(x: F64, rows: NDArray[np.bool_]) -> F64:
-        out = np.zeros_like(x)
-        if rows.sum() >= 2:
-            sel = x[rows]
-            out[rows] = (sel - sel.mean()) / (sel.std() + 1e-8)
-        return out
-
-    mix = (1.0 - alpha) * norm(a_immediate, np.ones(len(a_immediate), dtype=bool))
-    if alpha:
-        mix = mix + alpha * norm(a_retention, valid_retention)
-    return mix
-
-
-class _RunningMoments:
-    """Running mean and variance of vectors (Chan et al. parallel update)."""
-
-    def __init__(self, dim: int) -> None:
-        self.count = 0.0
-        self.mean = np.zeros(dim)
-        self.var = np.ones(dim)
-
-    def update(self, x: F64) -> None:
-        n = x.shape[0]
-        mean, var = x.mean(axis=0), x.var(axis=0)
-        total = self.count + n
-        delta = mean - self.mean
-        m2 = self.var * self.count + var * n + delta**2 * self.count * n / total
-        self.mean = self.mean + delta * n / total
-        self.var = m2 / total
-        self.count = total
-
-    def normalise(self, x: F64) -> F64:
-        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10.0, 10.0)
-
-
 # --------------------------------------------------------------------------- the agent
-
-_FIELDS = (
-    "user",
-    "cands",
-    "action",
-    "logp",
-    "r_imm",
-    "r_ret",
-    "group",
-    "g_imm",
-    "g_ret",
-    "valid_ret",
-    "next_user",
-    "end",
-)
-
 
 @register_agent
 class DualCritic(SavableAgent):
@@ -398,7 +241,7 @@ class DualCritic(SavableAgent):
         self.critic_immediate: nn.Sequential | None = None
         self.critic_retention: nn.Sequential | None = None
         self.dims: tuple[int, int] | None = None
-        self.last_propensity: float | None = None
+        self.last_propensity: float | NDArray[np.float64] | None = None
         self.group_scale_: dict[int, float] = {}
         self._group_sq: dict[int, tuple[float, float]] = {}
         self.updates_: list[dict[str, float]] = []
@@ -410,27 +253,13 @@ class DualCritic(SavableAgent):
         cfg = self.config
         self.dims = (int(user_dim), int(item_dim))
         self.actor = CandidateWeightActor(user_dim, item_dim, cfg.actor_hidden, cfg.activation, rng)
-        critics = []
-        for _ in range(2):
-            if rng is None:
-                critics.append(self._zero_mlp([user_dim, *cfg.critic_hidden, 1]))
-            else:
-                critics.append(
-                    nn.mlp([user_dim, *cfg.critic_hidden, 1], rng=rng, activation=cfg.activation)
-                )
-        self.critic_immediate, self.critic_retention = critics
-        self.moments = _RunningMoments(user_dim)
+        sizes = [user_dim, *cfg.critic_hidden, 1]
+        self.critic_immediate = mlp_or_zeros(sizes, cfg.activation, rng)
+        self.critic_retention = mlp_or_zeros(sizes, cfg.activation, rng)
+        self.moments = RunningMoments(user_dim)
         self._actor_opt = nn.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self._imm_opt = nn.Adam(self.critic_immediate.parameters(), lr=cfg.critic_lr)
         self._ret_opt = nn.Adam(self.critic_retention.parameters(), lr=cfg.critic_lr)
-
-    def _zero_mlp(self, sizes: list[int]) -> nn.Sequential:
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(nn.Dense(a, b, init="zeros"))
-            if i < len(sizes) - 2:
-                layers.append(nn.ReLU() if self.config.activation == "relu" else nn.Tanh())
-        return nn.Sequential(layers)
 
     def _check_built(self) -> None:
         if self.actor is None:
@@ -462,6 +291,18 @@ class DualCritic(SavableAgent):
             a = draw_from(proba, rng)
             self.last_propensity = float(proba[a])
         return a
+
+    def act_batch(self, obs: Observation, *, rng: np.random.Generator) -> NDArray[np.int64]:
+        """Sample one candidate per row of a batched observation ``(n, ...)`` from pi.
+
+        ``last_propensity`` becomes the array of the chosen candidates' probabilities.
+        """
+        users = np.asarray(obs["user"], dtype=np.float64)
+        cands = np.asarray(obs["candidates"], dtype=np.float64)
+        with blas_threads(self.config.blas_threads):
+            actions, logp = self._sample(users, cands, rng)
+        self.last_propensity = np.exp(logp)
+        return np.asarray(actions, dtype=np.int64)
 
     def immediate_value(self, obs: Observation) -> float:
         """``V_I`` of the observation's state."""
@@ -497,15 +338,17 @@ class DualCritic(SavableAgent):
     def learn_online(
         self, env: Any, n_steps: int, *, rng: np.random.Generator, progress: bool = False
     ) -> F64:
-        """Interact with ``env`` for ``n_steps`` requests, updating every ``batch_size``.
+        """Serve ``n_steps`` requests in ``env``, updating every ``batch_size`` requests.
 
         Parameters
         ----------
-        env : gymnasium.Env
+        env : gymnasium.Env or gymnasium.vector.VectorEnv
             ``Discrete(K)`` actions, observations ``{"user", "candidates"}``, and the ``info`` keys
-            of the module docstring.
+            of the module docstring. A vector env (``NEXT_STEP`` autoreset, its ``info`` batched
+            with ``_key`` masks) steps ``num_envs`` users at once: the same updates with one
+            policy and env call per step for all of them.
         n_steps : int
-            Env steps.
+            Requests to serve, summed over the users of a vector env.
         rng : numpy.random.Generator
             Initial weights, env seed, actions and minibatches (separate streams).
         progress : bool
@@ -522,133 +365,157 @@ class DualCritic(SavableAgent):
             When a reward, gap, loss or parameter becomes NaN or infinite; the message names the
             env step and the quantity.
         ConfigError
-            When the action space is not ``Discrete``.
+            When the action space is not ``Discrete`` or a vector env does not autoreset on the
+            next step.
         """
-        if not isinstance(env.action_space, spaces.Discrete):
-            raise ConfigError(
-                f"DualCritic needs a Discrete(K) action space (an index into the candidates); "
-                f"got {env.action_space}."
-            )
+        lanes = Lanes(env)
         if n_steps < 1:
             raise ConfigError(f"n_steps must be at least 1; got {n_steps}")
         init_rng, env_rng, act_rng, batch_rng = rng.spawn(4)
-        obs, info = env.reset(seed=int(env_rng.integers(2**63 - 1)))
-        user, cands = observation_parts(obs)
+        obs, info = lanes.reset(int(env_rng.integers(2**63 - 1)))
         if self.actor is None:
-            self.build(user.shape[0], cands.shape[1], rng=init_rng)
-        steps: Any = range(n_steps)
+            self.build(obs["user"].shape[1], obs["candidates"].shape[2], rng=init_rng)
+        bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            steps = tqdm(steps, desc="DualCritic")
-        with blas_threads(self.config.blas_threads):
-            returns = self._run(env, obs, info, steps, act_rng, batch_rng)
+            bar = tqdm(total=n_steps, desc="DualCritic")
+        try:
+            with blas_threads(self.config.blas_threads):
+                returns = self._run(lanes, obs, info, n_steps, act_rng, batch_rng, bar)
+        finally:
+            if bar is not None:
+                bar.close()
         return np.asarray(returns)
+
+    def _sample(self, users: F64, cands: F64, rng: np.random.Generator) -> tuple[Any, F64]:
+        proba = nn.softmax(self.logits(users, cands))
+        c = np.cumsum(proba, axis=1)
+        u = rng.random(len(users)) * c[:, -1]
+        a = np.minimum((c <= u[:, None]).sum(axis=1), proba.shape[1] - 1)
+        return a, np.log(proba[np.arange(len(a)), a])
 
     def _run(
         self,
-        env: Any,
-        obs: Observation,
+        lanes: Lanes,
+        obs: dict[str, F64],
         info: dict[str, Any],
-        steps: Any,
+        n_steps: int,
         act_rng: np.random.Generator,
         batch_rng: np.random.Generator,
+        bar: Any,
     ) -> list[float]:
-        buf: dict[str, list[Any]] = {k: [] for k in _FIELDS}
+        """Collect time-major rows ``(T, n)``; a row is final once its user's next step is seen."""
+        cfg, n = self.config, lanes.n
+        rows_per_update = max(1, math.ceil(cfg.batch_size / n))
+        buf: list[dict[str, F64]] = []
         returns: list[float] = []
-        episode_return = 0.0
-        group = int(info.get("user_group", 0))
-        prev_session: int | None = None  # session of the last stored, not yet finalised request
-        for step in steps:
-            user, cands = observation_parts(obs)
-            _check_finite(user, "observation 'user'", step)
-            a = self.act(obs, rng=act_rng)
-            next_obs, reward, terminated, truncated, info = env.step(a)
-            group = int(info.get("user_group", group))
-            r_imm = float(info.get("immediate_reward", reward))
-            _check_finite(np.array([reward, r_imm]), "reward", step)
-            session = int(info["session_index"]) if "session_index" in info else 0
-            if prev_session is not None:  # this step's info finalises the previous request
-                self._finalise_previous(buf, session != prev_session, info, group, step)
-            assert self.last_propensity is not None
-            next_user, _ = observation_parts(next_obs)
-            row: tuple[Any, ...] = (user, cands, a, math.log(self.last_propensity), r_imm, 0.0)
-            row += (group, self.config.gamma_immediate, 1.0, True, next_user, False)
-            for key, value in zip(_FIELDS, row):
-                buf[key].append(value)
-            episode_return += float(reward)
+        episode = np.zeros(n)
+        group = lanes.field(info, "user_group", np.zeros(n))[0].astype(np.int64)
+        prev_session = np.zeros(n, dtype=np.int64)
+        pending = np.zeros(n, dtype=bool)  # the user's last stored row awaits its next step
+        served_total = 0
+        while served_total < n_steps:
+            users = np.asarray(obs["user"], dtype=np.float64)
+            cands = np.asarray(obs["candidates"], dtype=np.float64)
+            _check_finite(users, "observation 'user'", served_total)
+            actions, logp = self._sample(users, cands, act_rng)
+            obs, reward, terminated, truncated, info, served = lanes.step(actions)
+            group = lanes.field(info, "user_group", group)[0].astype(np.int64)
+            r_imm = lanes.field(info, "immediate_reward", reward)[0].astype(np.float64)
+            _check_finite(np.concatenate([reward[served], r_imm[served]]), "reward", served_total)
+            session = lanes.field(info, "session_index", np.zeros(n))[0].astype(np.int64)
+            if buf:
+                self._finalise_previous(
+                    buf[-1], lanes, info, pending & served & (session != prev_session), group,
+                    served_total,
+                )
+            row = {
+                "present": served,
+                "user": users,
+                "cands": cands,
+                "action": actions,
+                "logp": logp,
+                "r_imm": np.where(served, r_imm, 0.0),
+                "r_ret": np.zeros(n),
+                "group": group.copy(),
+                "g_imm": np.full(n, cfg.gamma_immediate),
+                "g_ret": np.ones(n),
+                "valid_ret": served.copy(),
+                "end": np.zeros(n, dtype=bool),
+                "next_user": np.asarray(obs["user"], dtype=np.float64),
+            }
+            done = terminated | truncated
+            session_end = lanes.field(info, "session_end", np.zeros(n, dtype=bool))[0]
+            row["end"] = done
+            row["g_imm"][done & (terminated | session_end.astype(bool))] = 0.0
+            row["g_ret"][terminated] = 0.0  # the user never returns: no retention after this
+            row["valid_ret"][truncated & session_end.astype(bool) & ~terminated] = False
+            buf.append(row)
+            episode += np.where(served, reward, 0.0)
+            for i in np.flatnonzero(done):
+                returns.append(float(episode[i]))
+                episode[i] = 0.0
+            pending = served & ~done
             prev_session = session
-            if terminated or truncated:
-                self._finalise_last(buf, terminated, bool(info.get("session_end", False)))
-                returns.append(episode_return)
-                episode_return, prev_session = 0.0, None
-                next_obs, info = env.reset()
-                group = int(info.get("user_group", 0))
-            obs = next_obs
-            n_ready = len(buf["action"]) - (prev_session is not None)
-            if n_ready >= self.config.batch_size:
-                self._update({k: v[:n_ready] for k, v in buf.items()}, batch_rng, step)
-                buf = {k: v[n_ready:] for k, v in buf.items()}
+            n_served = int(served.sum())
+            served_total += n_served
+            if bar is not None:
+                bar.update(n_served)
+            if len(buf) > rows_per_update:  # every row but the last is final
+                self._update(buf[:-1], batch_rng, served_total)
+                buf = buf[-1:]
         return returns
 
     def _finalise_previous(
         self,
-        buf: dict[str, list[Any]],
-        boundary: bool,
+        last: dict[str, F64],
+        lanes: Lanes,
         info: dict[str, Any],
-        group: int,
+        boundary: NDArray[np.bool_],
+        group: NDArray[np.int64],
         step: int,
     ) -> None:
-        if not boundary:
+        """Close the sessions that ended on ``last``: factor gamma, the gap as ``r_T``."""
+        rows = np.flatnonzero(boundary)
+        if rows.size == 0:
             return  # in-session: factor 1 for retention, gamma_immediate for the immediate critic
-        buf["g_imm"][-1] = 0.0
-        buf["g_ret"][-1] = self.config.gamma
-        if "gap" not in info:
-            buf["valid_ret"][-1] = False
-            return
-        gap = float(info["gap"])
-        _check_finite(np.array([gap]), "info['gap']", step)
-        buf["r_ret"][-1] = -gap
-        buf["group"][-1] = group
-        self._observe_gap(group, -gap)
+        last["g_imm"][rows] = 0.0
+        last["g_ret"][rows] = self.config.gamma
+        gap, has_gap = lanes.field(info, "gap", np.zeros(lanes.n))
+        seen = rows[has_gap[rows]]
+        last["valid_ret"][rows[~has_gap[rows]]] = False  # a new session without its gap
+        gaps = gap[seen].astype(np.float64)
+        _check_finite(gaps, "info['gap']", step)
+        last["r_ret"][seen] = -gaps
+        last["group"][seen] = group[seen]
+        for g, r in zip(group[seen], -gaps):
+            self._observe_gap(int(g), float(r))
 
-    def _finalise_last(
-        self, buf: dict[str, list[Any]], terminated: bool, session_end: bool
-    ) -> None:
-        buf["end"][-1] = True
-        if terminated:
-            buf["g_imm"][-1] = 0.0
-            buf["g_ret"][-1] = 0.0
-        elif session_end:  # truncated right after a session: its return is never observed
-            buf["g_imm"][-1] = 0.0
-            buf["valid_ret"][-1] = False
-
-    def _update(self, buf: dict[str, list[Any]], rng: np.random.Generator, step: int) -> None:
+    def _update(self, buf: list[dict[str, F64]], rng: np.random.Generator, step: int) -> None:
         cfg = self.config
         assert self.critic_immediate is not None and self.critic_retention is not None
-        self.moments.update(np.asarray(buf["user"]))
-        users = self._inputs(np.asarray(buf["user"]))
-        next_users = self._inputs(np.asarray(buf["next_user"]))
-        cands = np.asarray(buf["cands"])
-        actions = np.asarray(buf["action"], dtype=np.int64)
-        logp_beta = np.asarray(buf["logp"])
-        groups = np.asarray(buf["group"], dtype=np.int64)
-        scale = np.array([self._scale(g) for g in groups])
-        r_ret = np.asarray(buf["r_ret"]) / scale
-        valid = np.asarray(buf["valid_ret"], dtype=bool)
-        continues = ~np.asarray(buf["end"], dtype=bool)
+        b = {k: np.stack([row[k] for row in buf]) for k in buf[0]}  # (T, n, ...)
+        present = b["present"]
+        shape = present.shape
+        self.moments.update(b["user"][present])
+        users = self._inputs(b["user"].reshape(-1, b["user"].shape[-1]))
+        next_users = self._inputs(b["next_user"].reshape(-1, b["user"].shape[-1]))
+        scale = np.vectorize(self._scale, otypes=[np.float64])(b["group"]) if b["group"].size else 1
+        valid = b["valid_ret"] & present
+        continues = ~b["end"]
         adv, targets = {}, {}
-        for name, critic, rewards, disc, ok in (
-            ("imm", self.critic_immediate, np.asarray(buf["r_imm"]), buf["g_imm"], None),
-            ("ret", self.critic_retention, r_ret, buf["g_ret"], valid),
+        for name, critic, rewards, disc, ok, lam in (
+            ("imm", self.critic_immediate, b["r_imm"], b["g_imm"], present, cfg.gae_lambda),
+            ("ret", self.critic_retention, b["r_ret"] / scale, b["g_ret"], valid, self._ret_lam),
         ):
-            v = critic.forward(users)[:, 0]
-            v_next = critic.forward(next_users)[:, 0]
-            ok_rows = np.ones(len(v), dtype=bool) if ok is None else ok
-            adv[name] = session_gae(
-                rewards, v, v_next, np.asarray(disc), continues, ok_rows, cfg.gae_lambda
-            )
-            targets[name] = adv[name] + v
+            v = critic.forward(users)[:, 0].reshape(shape)
+            v_next = critic.forward(next_users)[:, 0].reshape(shape)
+            adv[name] = session_gae(rewards, v, v_next, disc, continues, ok, lam)[present]
+            targets[name] = adv[name] + v[present]
+        users, valid = users[present.ravel()], valid[present]
+        cands = b["cands"][present]
+        actions, logp_beta = b["action"][present].astype(np.int64), b["logp"][present]
         mixed = mixed_advantages(adv["imm"], adv["ret"], cfg.alpha, valid)
         n = len(actions)
         losses = {"imm": 0.0, "ret": 0.0, "actor": 0.0, "entropy": 0.0}
@@ -683,8 +550,19 @@ class DualCritic(SavableAgent):
                     f"{value}. Lower actor_lr/critic_lr, set grad_clip, or check the env's rewards."
                 )
         self._check_parameters(step)
+        diagnostics.record(  # critic losses are the critics' mean squared TD errors
+            critic_loss=record["imm"] + record["ret"],
+            td_error=float(np.sqrt(record["imm"])),
+            entropy=record["entropy"],
+            reward_variance=float(np.var(b["r_imm"][present])),
+        )
         record["step"] = float(step)
         self.updates_.append(record)
+
+    @property
+    def _ret_lam(self) -> float:
+        lam = self.config.retention_lambda
+        return self.config.gae_lambda if lam is None else lam
 
     def actor_loss_and_gradients(
         self,

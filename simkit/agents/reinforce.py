@@ -49,7 +49,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from simkit import nn
+from simkit import diagnostics, nn
 from simkit.agents.base import (
     DecisionLog,
     Observation,
@@ -477,6 +477,13 @@ class REINFORCE(SavableAgent):
                 top_k=cfg.top_k,
                 self_normalise=cfg.self_normalise,
             )
+            if beta is not None and cfg.correction != "none":
+                ratio = pi / beta
+                diagnostics.record(
+                    cap_share=float(np.mean(ratio >= cfg.weight_cap)),
+                    ess_share=diagnostics.weight_stats(ratio, np.inf)["ess_share"],
+                )
+        diagnostics.record(entropy=diagnostics.entropy(p), reward_variance=float(np.var(returns)))
         adv = returns - (
             returns.mean() if (baseline or cfg.offline_baseline) == "batch_mean" else 0.0
         )

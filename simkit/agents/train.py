@@ -47,6 +47,7 @@ from simkit.agents.base import (
     load_agent,
 )
 from simkit.agents.registry import AGENTS, agent_names, agent_spec, build_agent
+from simkit.diagnostics import Diagnostics, diagnosing, observe_reward
 from simkit.errors import ArtifactError, ConfigError
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "EpisodeRecorder",
     "TrainResult",
     "evaluate_runs",
+    "trust_verdicts",
     "format_table",
     "make_agent",
     "make_env",
@@ -122,6 +124,7 @@ class EpisodeRecorder(gym.Wrapper):
 
     def step(self, action: Any) -> Any:
         obs, reward, terminated, truncated, info = self.env.step(action)
+        observe_reward(reward)  # diagnostics: NaN guard and reward variance (when recording)
         self._return += float(reward)
         self._length += 1
         self.total_steps += 1
@@ -265,7 +268,8 @@ def train_agent(
     env = EpisodeRecorder(make_env(sim_dir, n_candidates=n_candidates))
     policy = make_agent(agent, env, simulator_path=sim_dir)
     start = time.perf_counter()
-    with blas_threads(1):
+    diag = Diagnostics()
+    with blas_threads(1), diagnosing(diag):
         if spec.learns_online:
             policy.learn_online(env, n_steps, rng=rng, progress=progress)
         else:
@@ -282,6 +286,7 @@ def train_agent(
     policy.save(out / "agent")
     _write_curve(out / "curve.csv", returns, lengths, end_steps)
     plot_learning_curve(returns, end_steps, out / "curve.png", title=f"{agent} training")
+    diagnostic_warnings = diag.finish(out)  # diagnostics.csv/.json/.png; warns on failure signs
     tail = returns[-max(1, len(returns) // 5) :] if len(returns) else returns
     from simkit import __version__
 
@@ -302,6 +307,7 @@ def train_agent(
         "episodes": len(returns),
         "mean_return_last_fifth": float(tail.mean()) if len(tail) else None,
         "seconds": round(seconds, 3),
+        "diagnostic_warnings": diagnostic_warnings,
     }
     (out / "run.json").write_text(json.dumps(settings, indent=2))
     return TrainResult(
@@ -470,6 +476,35 @@ def evaluate_runs(
         if bar is not None:
             bar.close()
     return results
+
+
+def trust_verdicts(
+    simulator_dir: str | os.PathLike[str],
+    runs: Sequence[str | os.PathLike[str]],
+    logs: Any,
+    *,
+    rng: np.random.Generator,
+    n_sessions: int = 300,
+) -> dict[str, Any]:
+    """The trust report of each run (:func:`simkit.validation.trust.trust_report`), by label.
+
+    ``logs`` are held-out :class:`~simkit.logs.Logs`; the confounding check runs once for all
+    runs. ``report.verdict`` is the line ``simkit evaluate`` prints per agent.
+    """
+    from simkit.agents.policy import load_agent_policies
+    from simkit.simulator import Simulator
+    from simkit.validation.confounding import confounding_check
+    from simkit.validation.trust import trust_report
+
+    sim = Simulator.load(Path(simulator_dir))
+    conf_rng, run_rng = rng.spawn(2)
+    conf = confounding_check(sim, logs, rng=conf_rng)
+    return {
+        p.name.removeprefix("agent:"): trust_report(
+            sim, p, logs, rng=copy.deepcopy(run_rng), n_sessions=n_sessions, confounding=conf
+        )
+        for p in load_agent_policies(list(runs))
+    }
 
 
 def _ci(lo_hi: tuple[float, float] | None, digits: int) -> str:
