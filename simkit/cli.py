@@ -338,62 +338,6 @@ def _cmd_shadow(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from simkit.serving.export import export_policy
-
-    overrides = {} if args.epsilon is None else {"epsilon": args.epsilon}
-    out = export_policy(
-        args.run,
-        args.out,
-        rng=np.random.default_rng(args.seed),
-        exploration=overrides,
-        ensemble_size=args.ensemble_size,
-        overwrite=args.overwrite,
-    )
-    print(f"exported {args.run} to {out} (manifest.json, arrays.npz, SHA256SUMS)")
-    return 0
-
-
-def _cmd_shadow(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    import numpy as np
-
-    from simkit.serving import load_policy
-    from simkit.serving.shadow import ShadowGates, read_decision_log, shadow_report, write_report
-
-    known = {f.name for f in dataclasses.fields(ShadowGates)}
-    overrides: dict[str, float] = {}
-    for text in args.gates or []:
-        name, _, value = text.partition("=")
-        try:
-            overrides[name.strip()] = float(value)
-        except ValueError:
-            overrides[""] = 0.0
-        if name.strip() not in known:
-            print(
-                f"simkit shadow: expected NAME=NUMBER with NAME one of {sorted(known)}; "
-                f"got {text!r}.",
-                file=sys.stderr,
-            )
-            return 2
-    policy = load_policy(args.policy)
-    report = shadow_report(
-        policy,
-        read_decision_log(args.logs),
-        rng=np.random.default_rng(args.seed),
-        gates=ShadowGates(**overrides),
-    )
-    html_path, json_path = write_report(report, args.out)
-    print(report.summary())
-    print(f"report written to {html_path} (and {json_path})")
-    if args.strict and not report.passed:
-        raise FidelityError("Shadow gates failed (see the report); exiting 1 because of --strict.")
-    return 0
-
-
 def _seed(text: str) -> int:
     """argparse type of ``--seed``: a whole number >= 0 (numpy's seeds)."""
     try:
@@ -550,31 +494,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
-
-    p = sub.add_parser("export", help="write a trained agent as a serving policy folder")
-    p.add_argument("run", metavar="RUN_DIR", help="run folder of 'simkit train' (or agent folder)")
-    p.add_argument("--out", required=True, metavar="POLICY_DIR", help="policy folder to write")
-    p.add_argument("--epsilon", type=float, help="serving-time exploration share (agent's own)")
-    p.add_argument(
-        "--ensemble-size", type=_positive, help="LinTS: frozen posterior draws to serve (exact)"
-    )
-    p.add_argument("--seed", type=_seed, default=0, help="seed of a LinTS ensemble's draws (0)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing policy folder")
-    p.set_defaults(func=_cmd_export)
-
-    p = sub.add_parser("shadow", help="off-policy check of a served policy on fresh logs")
-    p.add_argument("policy", metavar="POLICY_DIR", help="policy folder of 'simkit export'")
-    p.add_argument("--logs", required=True, help="fresh decision log (.npz) the policy never saw")
-    p.add_argument("--out", default="shadow.html", help="HTML report (shadow.html) + JSON beside")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the folds and bootstraps (0)")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a gate fails")
-    p.add_argument(
-        "--gates",
-        nargs="+",
-        metavar="NAME=VALUE",
-        help="override gates: min_ess_share, max_value_drop, min_agreement",
-    )
-    p.set_defaults(func=_cmd_shadow)
 
     p = sub.add_parser("export", help="write a trained agent as a serving policy folder")
     p.add_argument("run", metavar="RUN_DIR", help="run folder of 'simkit train' (or agent folder)")
