@@ -33,3 +33,9 @@ if SESSION_ID not in gym.registry:
     )
 if "simkit/AdUtility-v0" not in gym.registry:
     gym.register(id="simkit/AdUtility-v0", entry_point="simkit.envs.ads:AdUtilityEnv")
+if "simkit/Retention-v0" not in gym.registry:
+    gym.register(
+        id="simkit/Retention-v0",
+        entry_point="simkit.envs.retention:RetentionEnv",
+        vector_entry_point="simkit.envs.retention:RetentionVectorEnv",
+    )

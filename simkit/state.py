@@ -25,6 +25,7 @@ __all__ = [
     "Catalogue",
     "Dynamics",
     "FeatureSpec",
+    "HISTORY_NAMES",
     "SessionState",
     "click_features",
     "continue_features",
@@ -32,7 +33,13 @@ __all__ = [
     "initial_state",
     "item_embeddings_from_clicks",
     "item_embeddings_from_features",
+    "long_term_interest",
+    "record_clicks",
+    "return_feature_names",
+    "return_features",
     "transition",
+    "UserHistory",
+    "between_sessions",
 ]
 
 COUNTER_NAMES = (
@@ -438,3 +445,171 @@ def continue_features(state: SessionState) -> NDArray[np.float32]:
     for j, value in enumerate(cols):
         out[:, state.user_features.shape[1] + j] = value
     return out
+
+
+# --------------------------------------------------------------------------- between sessions
+
+HISTORY_NAMES = ("sessions_per_day", "gap_count", "mean_log_gap", "last_log_gap")
+"""History columns of :func:`return_features` (after the continuation features and item means)."""
+RATE_PRIOR_DAYS = 7.0
+"""Days of the pseudo-record (one session) behind the sessions-per-day rate of a user's record."""
+
+
+@dataclass
+class UserHistory:
+    """What users carry from one session to the next (arrays over users).
+
+    The long-term interest is the shrunk mean of every item clicked so far
+    (:func:`long_term_interest`); the session's clicked-item features and the user's record of
+    sessions and gaps feed the return-time model (:func:`return_features`).
+
+    Attributes
+    ----------
+    click_sum, n_clicks
+        Embeddings of the clicked items summed over all sessions so far (current included), and
+        their count.
+    item_sum, session_clicks
+        Catalogue features of the items clicked in the current session (NaN as 0) summed, and
+        their count.
+    n_sessions
+        Sessions started so far, the current one included.
+    hours
+        Hours from the start of the record to the start of the current session.
+    gap_log_sum, n_gaps, last_log_gap
+        ``log1p`` of the gaps (hours) between those sessions summed, their count, and the latest
+        (NaN before the first gap).
+    """
+
+    click_sum: NDArray[np.float64]
+    n_clicks: NDArray[np.float64]
+    item_sum: NDArray[np.float64]
+    session_clicks: NDArray[np.float64]
+    n_sessions: NDArray[np.float64]
+    hours: NDArray[np.float64]
+    gap_log_sum: NDArray[np.float64]
+    n_gaps: NDArray[np.float64]
+    last_log_gap: NDArray[np.float64]
+
+    @classmethod
+    def empty(cls, n: int, dim: int, n_item_features: int) -> UserHistory:
+        """Users with no past: one session started, at hour 0 of their record."""
+        return cls(
+            click_sum=np.zeros((n, dim)),
+            n_clicks=np.zeros(n),
+            item_sum=np.zeros((n, n_item_features)),
+            session_clicks=np.zeros(n),
+            n_sessions=np.ones(n),
+            hours=np.zeros(n),
+            gap_log_sum=np.zeros(n),
+            n_gaps=np.zeros(n),
+            last_log_gap=np.full(n, np.nan),
+        )
+
+    @property
+    def n(self) -> int:
+        """Number of users."""
+        return len(self.n_clicks)
+
+    def take(self, rows: NDArray[np.int64]) -> UserHistory:
+        """Sub-history of the given users (copies)."""
+        return UserHistory(**{k: v[rows].copy() for k, v in self.__dict__.items()})
+
+    def put(self, rows: NDArray[np.int64], other: UserHistory) -> None:
+        """Overwrite the given users with ``other``."""
+        for k, v in self.__dict__.items():
+            v[rows] = getattr(other, k)
+
+
+def record_clicks(
+    history: UserHistory,
+    catalogue: Catalogue,
+    users: NDArray[np.int64],
+    items: NDArray[np.int64],
+    click: NDArray,
+) -> None:
+    """Add the clicked ones of shown catalogue rows ``items`` to the ``users`` rows of ``history``.
+
+    ``users``, ``items`` and ``click`` are flat and aligned (one entry per shown item; a user may
+    appear several times). Every clicked item counts, as in the start interest of
+    :func:`simkit.replay.session_start_interest`.
+    """
+    hit = np.asarray(click).ravel() > 0
+    rows = np.asarray(users, dtype=np.int64).ravel()[hit]
+    shown = np.asarray(items, dtype=np.int64).ravel()[hit]
+    if len(rows) == 0:
+        return
+    np.add.at(history.click_sum, rows, catalogue.embedding[shown])
+    np.add.at(history.n_clicks, rows, 1.0)
+    np.add.at(history.item_sum, rows, np.nan_to_num(catalogue.features[shown].astype(np.float64)))
+    np.add.at(history.session_clicks, rows, 1.0)
+
+
+def long_term_interest(history: UserHistory, dynamics: Dynamics) -> NDArray[np.float64]:
+    """``(sum of e_a over every click so far + k m) / (their count + k)``, as a start interest."""
+    k = dynamics.shrinkage
+    return (history.click_sum + k * dynamics.prior) / (history.n_clicks + k)[:, None]
+
+
+def between_sessions(
+    state: SessionState,
+    history: UserHistory,
+    gap_hours: NDArray[np.float64],
+    session_hours: NDArray[np.float64],
+    *,
+    dynamics: Dynamics,
+    n_items: int | None,
+) -> SessionState:
+    """The causal transition between sessions: the state each user's next session starts from.
+
+    After a session of ``session_hours`` and a gap of ``gap_hours``, ``history`` moves in place
+    (one more session and gap, the session's clicked-item sums cleared) and the next session
+    starts from the long-term interest ``z0 = (sum of e_a + k m) / (n + k)`` over every item
+    clicked so far, with ``hist_n = log1p(n)`` and fresh counters: only what came before the
+    session enters it (the user's later sessions never do, unlike the leave-one-session-out start
+    interest that click fitting uses). User features are kept.
+    """
+    gap = np.asarray(gap_hours, dtype=np.float64)
+    history.hours += np.asarray(session_hours, dtype=np.float64) + gap
+    history.n_sessions += 1.0
+    history.gap_log_sum += np.log1p(gap)
+    history.n_gaps += 1.0
+    history.last_log_gap = np.log1p(gap)
+    history.item_sum[:] = 0.0
+    history.session_clicks[:] = 0.0
+    z0 = long_term_interest(history, dynamics)
+    return initial_state(z0, np.log1p(history.n_clicks), state.user_features, n_items)
+
+
+def return_feature_names(spec: FeatureSpec) -> tuple[str, ...]:
+    """Ordered names of the return-time features: continuation features, item means, history."""
+    means = tuple(f"mean_{c}" for c in spec.item_columns)
+    state = tuple(c for c in spec.continue_names if c != "hist_n")
+    return state + means + HISTORY_NAMES
+
+
+def return_features(x_continue: NDArray[np.float32], history: UserHistory) -> NDArray[np.float32]:
+    """Features of the return-time model at the end of a session: (n, F).
+
+    ``x_continue`` are the continuation features of the state after the session's last step
+    (:func:`continue_features`) without ``hist_n`` (a click count that keeps growing, unlike any
+    training value, once a simulated user outlives the log); then the mean catalogue features of the items clicked in the
+    session (NaN without a click) and the user's record: sessions per day of record, with a prior
+    of one session per :data:`RATE_PRIOR_DAYS` days, the number of gaps (capped at 8) and the mean and latest ``log1p`` gap (NaN
+    without one). The record enters only through rates, means and a capped count, which stay in
+    the range of the training log when a simulated user carries its record beyond the log's span.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = history.item_sum / history.session_clicks[:, None]
+        mean_gap = history.gap_log_sum / history.n_gaps
+    means[history.session_clicks == 0] = np.nan
+    mean_gap[history.n_gaps == 0] = np.nan
+    cols = (
+        history.n_sessions / (history.hours / 24.0 + RATE_PRIOR_DAYS),
+        np.minimum(history.n_gaps, 8.0),
+        mean_gap,
+        history.last_log_gap,
+    )
+    x = np.asarray(x_continue, np.float32)
+    hist_col = x.shape[1] - len(CONTINUE_NAMES) + CONTINUE_NAMES.index("hist_n")
+    x = np.delete(x, hist_col, axis=1)
+    return np.column_stack([x, means, *cols]).astype(np.float32)

@@ -208,6 +208,25 @@ def validate(
     confounding = confounding_check(simulator, logs, rng=conf_rng, gates=gates, prepared=prep)
     bar.update()
     bar.close()
+    # --- return-time figures (simulators fitted from logs with timestamps)
+    if simulator.extras.get("return") is not None and logs.has_timestamp:
+        import dataclasses
+
+        from simkit.validation.returns import return_fidelity
+
+        sessions = dataclasses.replace(
+            sessions,
+            metrics=sessions.metrics
+            + return_fidelity(
+                simulator,
+                logs,
+                logging_model,
+                rng=rng.spawn(1)[0],
+                gates=gates,
+                n_splits=n_splits,
+                n_bootstrap=n_bootstrap,
+            ),
+        )
     if held.slates:
         notes.append("The logs hold slates; session simulation replays one item per step.")
     from simkit import __version__
