@@ -14,6 +14,7 @@ from _env_fixtures import env_simulator_dir
 
 from simkit.agents import load_agent
 from simkit.agents.registry import AGENTS
+from simkit.artifacts import seal
 from simkit.cli import main
 
 STEPS = 300
@@ -88,6 +89,7 @@ def test_train_overwrite(sim_dir, tmp_path, capsys) -> None:
 
 def test_evaluate_prints_a_table_and_writes_a_chart(sim_dir, runs, tmp_path, capsys) -> None:
     chart = tmp_path / "out" / "cmp.png"
+    chart.parent.mkdir()  # outputs are checked before the work: the folder must exist
     args = ["evaluate", str(sim_dir), "--agents", *map(str, runs.values())]
     assert main([*args, "--episodes", "20", "--out", str(chart), "--quiet"]) == 0
     out = capsys.readouterr().out
@@ -119,12 +121,14 @@ def test_evaluate_gives_every_agent_the_same_users(sim_dir, runs, tmp_path) -> N
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "{sim}", "--agent", "dqn", "--steps", "5", "--out", "{tmp}/r"], "dqn"),
+        (
+            ["train", "{sim}", "--agent", "nosuchagent", "--steps", "5", "--out", "{tmp}/r"],
+            "nosuch",
+        ),
         (
             ["train", "{tmp}/nosim", "--agent", "random", "--steps", "5", "--out", "{tmp}/r"],
             "nosim",
         ),
-        (["train", "{sim}", "--agent", "random", "--steps", "0", "--out", "{tmp}/r"], "--steps"),
         (
             ["train", "{sim}", "--agent", "random", "--steps", "5", "--out", "{tmp}/r"]
             + ["--candidates", "100000"],
@@ -148,8 +152,8 @@ def test_unknown_agent_class_in_a_folder_exits_1(sim_dir, runs, tmp_path, capsys
     run = tmp_path / "run"
     shutil.copytree(runs["random"], run)
     manifest = json.loads((run / "agent" / "manifest.json").read_text())
-    manifest["agent"] = "MysteryAgent"
-    (run / "agent" / "manifest.json").write_text(json.dumps(manifest))
+    manifest["agent"] = "MysteryAgent"  # a class this simkit does not know, sealed as if saved so
+    (run / "agent" / "manifest.json").write_text(json.dumps(seal(manifest)))
     assert main(["evaluate", str(sim_dir), "--agents", str(run), "--episodes", "5"]) == 1
     assert "MysteryAgent" in capsys.readouterr().err
 
@@ -185,3 +189,35 @@ def test_validate_ranks_trained_agents_beside_the_built_in_policies(
     names = [p["name"] for p in report["ranking"]["policies"]]
     assert "agent:reinforce" in names and "agent:greedy" in names, names
     assert "agent:reinforce" in out.read_text() and "agent:greedy" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "{sim}", "--agent", "random", "--steps", "0", "--out", "{tmp}/r"], "--steps"),
+        (
+            [
+                "train",
+                "{sim}",
+                "--agent",
+                "random",
+                "--steps",
+                "5",
+                "--out",
+                "{tmp}/r",
+                "--seed",
+                "-1",
+            ],
+            "--seed",
+        ),
+        (["validate", "{sim}", "--logs", "x.parquet", "--sessions", "0"], "--sessions"),
+        (["fit", "x.parquet", "--out", "{tmp}/s", "--seed", "-1"], "--seed"),
+    ],
+)
+def test_bad_numbers_are_usage_errors(sim_dir, tmp_path, capsys, argv, message) -> None:
+    fill = {"sim": str(sim_dir), "tmp": str(tmp_path)}
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.format(**fill) for a in argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "must be a whole number" in err and "Traceback" not in err

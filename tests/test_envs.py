@@ -172,7 +172,7 @@ def test_samplers_follow_their_weights(sim: Simulator) -> None:
         cands = core.draw_candidates(state, np.random.default_rng(1))
         counts[sampler] = np.bincount(cands.ravel(), minlength=sim.n_items)
         if sampler == "interest":
-            dots = core.item_dots(state)
+            dots = core.sampler.item_dots(state)
             chosen = np.take_along_axis(dots, cands, axis=1).mean()
             assert chosen > dots.mean() + 0.5 * dots.std(axis=1).mean()
     pop = np.expm1(sim.catalogue.log_popularity[: sim.n_items])
@@ -184,7 +184,7 @@ def test_first_occurrence_keeps_the_first_of_each_item(sim: Simulator) -> None:
     core = SessionCore(sim, EnvConfig())
     draws = np.array([[3, 1, 3, 2, 1, 0], [5, 5, 5, 4, 4, 5]])
     expected = [[1, 1, 0, 1, 0, 1], [1, 0, 0, 1, 0, 0]]
-    np.testing.assert_array_equal(core._first_occurrence(draws), np.array(expected, bool))
+    np.testing.assert_array_equal(core.sampler._first_occurrence(draws), np.array(expected, bool))
 
 
 def test_observations_are_clipped_to_finite_bounds(sim: Simulator) -> None:

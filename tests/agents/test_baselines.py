@@ -255,7 +255,7 @@ def test_greedy_load_warns_when_the_simulator_changed(env_sim_dir, tmp_path) -> 
     shutil.copytree(env_sim_dir, copy)
     GreedyClickAgent(simulator=copy).save(tmp_path / "greedy")
     sim = Simulator.load(copy)
-    sim.eta = 0.2  # another simulator in the same folder
+    sim.dynamics = dataclasses.replace(sim.dynamics, eta=0.2)  # another simulator, same folder
     sim.save(copy, overwrite=True)
     with pytest.warns(UserWarning, match="holds another simulator"):
         load_agent(tmp_path / "greedy")
