@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from simkit.diagnostics import (
-    DiagnosticWarning,
     Diagnostics,
+    DiagnosticWarning,
     TrainingDiverged,
     diagnosing,
     entropy,
