@@ -32,7 +32,71 @@ def predict_threads(n_rows: int) -> int:
 def _raw_predict(booster: lgb.Booster, x: NDArray[np.float32]) -> NDArray[np.float64]:
     if len(x) == 0:
         return np.zeros(0)
+    if len(x) == 1:
+        return _single_row(booster).predict(x)
     return booster.predict(x, num_threads=predict_threads(len(x)))
+
+
+class _SingleRowPredictor:
+    """LightGBM's fast single-row prediction (``LGBM_BoosterPredictForMatSingleRowFast``).
+
+    The configuration (iterations, feature count, one thread) is prepared once per booster; a call
+    then skips ``Booster.predict``'s per-call set-up. The outputs equal ``Booster.predict``'s with
+    the same iterations (the best iteration, else all), as LightGBM computes both with one code path.
+    """
+
+    def __init__(self, booster: lgb.Booster) -> None:
+        import ctypes
+
+        from lightgbm.basic import _LIB, _c_str, _safe_call
+
+        self.n_features = booster.num_feature()
+        handle = ctypes.c_void_p()
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(0),  # C_API_PREDICT_NORMAL: probabilities for binary models
+                ctypes.c_int(0),
+                ctypes.c_int(booster.best_iteration),  # <= 0: every iteration, as predict()
+                ctypes.c_int(0),  # C_API_DTYPE_FLOAT32
+                ctypes.c_int32(self.n_features),
+                _c_str("num_threads=1"),
+                ctypes.byref(handle),
+            )
+        )
+        self._handle = handle
+        self._out = np.zeros(1)
+        self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        self._len = ctypes.c_int64(0)
+        self._len_ref = ctypes.byref(self._len)
+        self._call = _LIB.LGBM_BoosterPredictForMatSingleRowFast
+        self._check = _safe_call
+        self._free = _LIB.LGBM_FastConfigFree
+        self._void_p = ctypes.c_void_p
+
+    def predict(self, x: NDArray[np.float32]) -> NDArray[np.float64]:
+        row = np.ascontiguousarray(x, dtype=np.float32)
+        if row.size != self.n_features:
+            raise ValueError(
+                f"The model expects {self.n_features} features per row; got {row.size}."
+            )
+        data = self._void_p(row.ctypes.data)
+        self._check(self._call(self._handle, data, self._len_ref, self._out_ptr))
+        return self._out.copy()
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None and handle.value:
+            self._free(handle)
+
+
+def _single_row(booster: lgb.Booster) -> _SingleRowPredictor:
+    """The booster's single-row predictor, made on first use and kept on the booster."""
+    fast = booster.__dict__.get("_simkit_single_row")
+    if fast is None:
+        fast = _SingleRowPredictor(booster)
+        booster.__dict__["_simkit_single_row"] = fast
+    return fast
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from simkit.shown import ShownMemory
 from simkit.simulator import Simulator
 from simkit.state import SessionState, continue_features
 from simkit.threads import blas_threads
@@ -136,9 +137,10 @@ class ObservationLayout:
         lo, hi = self.cand_low32, self.cand_high32
         np.clip(dot, lo[c], hi[c], out=obs[:, :, c])
         np.clip(cos, lo[c + 1], hi[c + 1], out=obs[:, :, c + 1])
-        if state.shown is not None:
-            offsets = np.arange(n, dtype=np.int64)[:, None] * state.shown.shape[1]
-            repeats = np.take(state.shown, cands + offsets)
+        if isinstance(state.shown, ShownMemory):
+            np.clip(state.shown.count(cands), lo[c + 2], hi[c + 2], out=obs[:, :, c + 2])
+        elif state.shown is not None:
+            repeats = np.take_along_axis(state.shown, cands, axis=1)
             np.clip(repeats, lo[c + 2], hi[c + 2], out=obs[:, :, c + 2])
         return {"user": user, "candidates": obs}
 

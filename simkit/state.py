@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from simkit.shown import ShownMemory
+
 __all__ = [
     "COUNTER_NAMES",
     "CONTINUE_NAMES",
@@ -27,6 +29,7 @@ __all__ = [
     "FeatureSpec",
     "HISTORY_NAMES",
     "SessionState",
+    "ShownMemory",
     "click_features",
     "continue_features",
     "encode_column",
@@ -265,8 +268,9 @@ class SessionState:
     """State of many sessions at once (arrays over sessions).
 
     ``user_features`` holds the encoded user and context columns, constant through a session.
-    ``shown`` maps (session, catalogue row) to how often the item was shown in the session; it is a
-    dense int16 matrix, which fits catalogues up to about 10^5 items at a thousand parallel users.
+    ``shown`` maps (session, catalogue row) to how often the item was shown in the session: a
+    :class:`ShownMemory` (sized by session length) for simulated sessions, or a dense int16 matrix
+    (sessions x catalogue rows) where replay captures states of logged sessions.
     """
 
     z: NDArray[np.float64]
@@ -278,7 +282,7 @@ class SessionState:
     steps_since_click: NDArray[np.int64]
     last_watch: NDArray[np.float64]
     last_click: NDArray[np.int64]
-    shown: NDArray[np.int16] | None
+    shown: ShownMemory | NDArray[np.int16] | None
 
     @property
     def n(self) -> int:
@@ -304,7 +308,11 @@ def initial_state(
     user_features: NDArray[np.float32],
     n_items: int | None,
 ) -> SessionState:
-    """Fresh sessions starting from interest ``z0``; ``n_items`` sizes the repeat counter (or None)."""
+    """Fresh sessions starting from interest ``z0``; with ``n_items``, an empty repeat memory.
+
+    ``n_items`` (the catalogue size, or None for no repeat memory) only fixes the memory's nominal
+    shape; its storage grows with the session (see :class:`ShownMemory`).
+    """
     n = len(z0)
     return SessionState(
         z=np.array(z0, dtype=np.float64),
@@ -316,7 +324,7 @@ def initial_state(
         steps_since_click=np.zeros(n, np.int64),
         last_watch=np.zeros(n),
         last_click=np.zeros(n, np.int64),
-        shown=None if n_items is None else np.zeros((n, n_items + 1), np.int16),
+        shown=None if n_items is None else ShownMemory(n, n_items + 1),
     )
 
 
@@ -394,8 +402,10 @@ def click_features(
     e_norm = np.linalg.norm(emb, axis=2)
     cos = dot / np.maximum(z_norm[:, None] * e_norm, 1e-9)
     if repeats is None:
-        if state.shown is not None:
-            repeats = np.take_along_axis(state.shown, items, axis=1)
+        if isinstance(state.shown, ShownMemory):
+            repeats = state.shown.count(items).astype(np.int64)
+        elif state.shown is not None:
+            repeats = np.take_along_axis(state.shown, items, axis=1).astype(np.int64)
         else:
             repeats = np.zeros((n, k), np.int64)
     if position is None:
