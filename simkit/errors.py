@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["SimkitError", "LogError", "ArtifactError", "ConfigError", "FidelityError"]
+__all__ = [
+    "SimkitError",
+    "LogError",
+    "ArtifactError",
+    "ConfigError",
+    "FidelityError",
+    "TrainingDivergedError",
+]
 
 
 class SimkitError(Exception):
@@ -23,3 +30,7 @@ class ConfigError(SimkitError, ValueError):
 
 class FidelityError(SimkitError):
     """A fidelity gate failed (raised by ``simkit validate --strict``)."""
+
+
+class TrainingDivergedError(SimkitError):
+    """Training met a NaN or infinite value and stopped; the message names the step and value."""

@@ -1,38 +1,46 @@
 """RLUR-style dual-critic actor-critic for user retention (Cai et al. 2023).
 
-The problem is an infinite-horizon, request-based MDP: each step is one request, and the objective
-mixes the immediate feedback of the requests with the returning time between sessions, which
-arrives only when the user comes back. The agent has
+**From the paper.** Retention is optimised as an infinite-horizon, request-based MDP: each step is
+one request, the action weighs each candidate's predicted signals into a ranking score, and the
+objective is the cumulative returning time between sessions, which arrives only when the user comes
+back (a delayed reward). Two critics learn the two timescales: an immediate critic of the
+per-request feedback and a retention critic of the returning time, whose discount is 1 between the
+requests of a session and ``gamma`` across a session boundary (as in the public TD3-based
+reimplementation). Three obstacles the paper names shape the rest: *uncertainty* of the returning
+time, *bias* between user groups of different activity (frequent users would dominate), and
+*instability* of learning from a delayed signal, for which the paper proposes a soft regularisation
+of the actor's update.
 
-- an **actor** over the K candidates of an observation. From the user vector it computes a weight
-  vector ``w(s)`` over the candidate features and scores each candidate by ``c_j . w(s)``; the
-  action is drawn from ``softmax_j(c_j . w(s))``. This is the paper's action (weights over each
-  item's predicted signals, ranking by the weighted sum), made stochastic so that it has
-  propensities and a likelihood gradient. In :class:`~simkit.agents.retention_problem.
-  RetentionTestEnv` the candidate features are ``(p_click, p_sat)``, so ``w(s)`` is the paper's
-  ``(a1, a2)`` and a near-greedy policy is a ranking weight ``theta = a2 / (a1 + a2)``;
-- an **immediate critic** ``V_I(s)`` of the immediate rewards, discounted by ``gamma_immediate``
-  per request, each session ending its horizon;
-- a **retention critic** ``V_T(s)`` of the retention reward ``r_T = -gap`` (the returning time,
-  credited to the last request of the session it follows), with its own discount: 1 between
-  requests of a session and ``gamma`` across a session boundary, so that
-  ``V_T(session start) = E[sum_n gamma^n (-T_n)]``.
+**Our choices** (the paper's body was not available to us; these are not claimed to be its):
 
-Each update collects ``batch_size`` requests, computes generalised advantage estimates ``A_I``
-and ``A_T`` with each critic's own per-step discount, normalises each to zero mean and unit
-variance over the batch, and mixes them: ``A = (1 - alpha) A_I + alpha A_T``. The actor minimises
-``-(1/n) sum_i sg(rho_i A_i) log pi(a_i|s_i) - entropy_coef * H``, where ``rho_i =
-exp(-kappa |log pi(a_i|s_i) - log beta(a_i|s_i)|)`` is the paper's soft regularisation: it
-down-weights samples on which the policy has already moved far from the one that collected them
-(``beta``), which keeps several passes over a batch stable. ``sg`` marks constants.
-
-Retention signal, as the paper handles its bias (user groups of different activity return at
-different rates, and the frequent users would dominate): each user group's ``r_T`` is divided by
-the running root-mean-square of that group's ``r_T``, so every group's retention signal has the
-same scale. The critic works in these units; :meth:`DualCritic.retention_value` returns days.
+- the **actor** scores candidate ``j`` by ``c_j . w(s)`` (the paper's weights over predicted
+  signals, ``w`` an MLP of the user vector) and draws from ``softmax_j(c_j . w(s))`` instead of a
+  Gaussian over ``w``, so that every decision has an exact propensity. In
+  :class:`~simkit.agents.retention_problem.RetentionTestEnv` the candidate features are
+  ``(p_click, p_sat)``, so ``w(s)`` is the paper's ``(a1, a2)``;
+- state-value critics with generalised advantage estimates (Schulman et al. 2016) instead of
+  TD3's twin Q critics: ``V_I`` of the immediate rewards discounted by ``gamma_immediate`` per
+  request, each session ending its horizon; ``V_T`` of ``r_T = -gap`` credited to the last request
+  of the session it follows, with the session-boundary discount above, so that
+  ``V_T(session start) = E[sum_n gamma^n (-T_n)]``. Each critic has its own GAE lambda
+  (``retention_lambda``): a shorter one gives the requests inside a session the critic's change
+  of expected return time instead of the noise of the gap that ends it;
+- every ``batch_size`` requests, both advantages are normalised to zero mean and unit variance and
+  mixed: ``A = (1 - alpha) A_I + alpha A_T``; the actor minimises ``-(1/n) sum_i sg(rho_i A_i)
+  log pi(a_i|s_i) - entropy_coef * H`` over a few passes (``sg``: constant), with the soft
+  regularisation weight ``rho_i = exp(-kappa |log pi(a_i|s_i) - log beta(a_i|s_i)|)`` (``beta``:
+  the policy that collected the batch);
+- for the bias between groups, each group's ``r_T`` is divided by the running root-mean-square of
+  that group's ``r_T`` (the critic's units; :meth:`DualCritic.retention_value` returns days), and
+  ``A_T`` is normalised within each group before mixing (``group_advantages``), so that frequent
+  users, whose returning time varies little in days, still weigh in the retention signal. Without
+  the latter, some seeds of the test problem leave the high-activity group on clickbait
+  (``benchmarks/dual_critic_sweep.py --no-group-advantages``).
 
 **What the agent reads from the env.** Observations ``{"user": (d_u,), "candidates": (K, d_c)}``
-and a ``Discrete(K)`` action space. From each step's ``info``:
+and a ``Discrete(K)`` action space, or the same batched over the users of a Gymnasium vector env
+with ``NEXT_STEP`` autoreset (its ``info`` batched, each key with its ``_key`` mask). From each
+step's ``info``:
 
 - ``session_index`` (int, required): the session of the request just served. A change from one
   step to the next marks a session boundary: the earlier step was the session's last request;
@@ -118,6 +126,9 @@ class DualCriticConfig:
         ``retention_lambda`` is set).
     retention_lambda : float or None
         lambda of the retention critic's estimates (None: ``gae_lambda``).
+    discount_every_request : bool
+        Ablation, not the method: discount the retention critic by ``gamma`` on every request,
+        as a plain TD target does, instead of only across session boundaries.
     actor_hidden, critic_hidden : tuple of int
         Hidden widths of the actor's user net and of each critic.
     activation : {"relu", "tanh"}
@@ -133,7 +144,11 @@ class DualCriticConfig:
     entropy_coef : float
         Weight of the entropy bonus.
     group_normalisation : bool
-        Divide each user group's retention reward by its running root-mean-square.
+        Divide each user group's retention reward by its running root-mean-square (the
+        critic's units).
+    group_advantages : bool
+        Normalise the retention advantage within each user group before mixing (else over
+        the batch).
     normalise_observations : bool
         Standardise user vectors by running mean and variance before the nets.
     grad_clip : float or None
@@ -149,6 +164,7 @@ class DualCriticConfig:
     gamma_immediate: float = 0.9
     gae_lambda: float = 0.9
     retention_lambda: float | None = None
+    discount_every_request: bool = False
     actor_hidden: tuple[int, ...] = (32,)
     critic_hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
@@ -160,6 +176,7 @@ class DualCriticConfig:
     soft_kappa: float = 1.0
     entropy_coef: float = 0.0
     group_normalisation: bool = True
+    group_advantages: bool = True
     normalise_observations: bool = True
     grad_clip: float | None = 10.0
     learn_actor: bool = True
@@ -202,6 +219,7 @@ class DualCriticConfig:
 
 
 # --------------------------------------------------------------------------- the agent
+
 
 @register_agent
 class DualCritic(SavableAgent):
@@ -427,7 +445,11 @@ class DualCritic(SavableAgent):
             session = lanes.field(info, "session_index", np.zeros(n))[0].astype(np.int64)
             if buf:
                 self._finalise_previous(
-                    buf[-1], lanes, info, pending & served & (session != prev_session), group,
+                    buf[-1],
+                    lanes,
+                    info,
+                    pending & served & (session != prev_session),
+                    group,
                     served_total,
                 )
             row = {
@@ -440,7 +462,7 @@ class DualCritic(SavableAgent):
                 "r_ret": np.zeros(n),
                 "group": group.copy(),
                 "g_imm": np.full(n, cfg.gamma_immediate),
-                "g_ret": np.ones(n),
+                "g_ret": np.full(n, cfg.gamma if cfg.discount_every_request else 1.0),
                 "valid_ret": served.copy(),
                 "end": np.zeros(n, dtype=bool),
                 "next_user": np.asarray(obs["user"], dtype=np.float64),
@@ -516,7 +538,8 @@ class DualCritic(SavableAgent):
         users, valid = users[present.ravel()], valid[present]
         cands = b["cands"][present]
         actions, logp_beta = b["action"][present].astype(np.int64), b["logp"][present]
-        mixed = mixed_advantages(adv["imm"], adv["ret"], cfg.alpha, valid)
+        groups = b["group"][present] if cfg.group_advantages else None
+        mixed = mixed_advantages(adv["imm"], adv["ret"], cfg.alpha, valid, groups)
         n = len(actions)
         losses = {"imm": 0.0, "ret": 0.0, "actor": 0.0, "entropy": 0.0}
         n_mb = 0

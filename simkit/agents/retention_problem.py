@@ -71,15 +71,41 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
 from simkit.agents.base import Observation
 from simkit.errors import ConfigError
 
-__all__ = ["ConstantPolicyStats", "RetentionEvaluation", "RetentionTestEnv", "evaluate_retention"]
+__all__ = [
+    "ConstantPolicyStats",
+    "RetentionEvaluation",
+    "RetentionTestEnv",
+    "RetentionTestVectorEnv",
+    "evaluate_retention",
+]
 
 F64 = NDArray[np.float64]
 USER_DIM = 6
+_ONE = np.zeros(1, dtype=np.int64)
+
+
+class _Users:
+    """Batched state of ``n`` users: group, session, day, in-session state, candidates, gap.
+
+    ``state`` rows are ``[patience, requests, clicks, satisfaction sum]``; ``pending_gap`` is the
+    gap to reveal on the user's next step (-1: none).
+    """
+
+    def __init__(self, n: int, n_candidates: int) -> None:
+        self.group = np.zeros(n, dtype=np.int64)
+        self.session = np.zeros(n, dtype=np.int64)
+        self.day = np.zeros(n, dtype=np.int64)
+        self.pending_gap = np.full(n, -1, dtype=np.int64)
+        self.state = np.zeros((n, 4))
+        self.cands = np.zeros((n, n_candidates, 2))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,7 +234,6 @@ class RetentionTestEnv(gym.Env):
             if action == "candidate"
             else spaces.Box(0.0, 1.0, (2,), np.float32)
         )
-        self._cands: F64 | None = None
         half = n_candidates // 2
         self._lo = np.array([[0.5, 0.0]] * half + [[0.2, 0.5]] * half)
         self._width = np.array([[0.3, 0.3]] * half + [[0.3, 0.5]] * half)
@@ -259,98 +284,143 @@ class RetentionTestEnv(gym.Env):
         score = (1.0 - th) * candidates[..., 0] + th * candidates[..., 1]
         return np.argmax(score, axis=-1)
 
-    # ------------------------------------------------------------------ gymnasium API
+    # ------------------------------------------------------------------ batched core
 
-    def _observation(self) -> dict[str, NDArray[np.float32]]:
-        patience, requests, clicks, sat = self._state[0]
-        user = np.array(
+    def start_users(self, users: _Users, rows: NDArray[np.int64], rng: np.random.Generator) -> None:
+        """Draw the group of each user in ``rows`` and start its first session."""
+        users.group[rows] = (rng.random(rows.size) < 0.5).astype(np.int64)
+        users.session[rows] = 0
+        users.day[rows] = 0
+        users.pending_gap[rows] = -1
+        self._start_sessions(users, rows, rng)
+
+    def _start_sessions(
+        self, users: _Users, rows: NDArray[np.int64], rng: np.random.Generator
+    ) -> None:
+        users.state[rows] = [self.initial_patience, 0.0, 0.0, 0.0]
+        users.cands[rows] = self.draw_candidates(rows.size, rng)
+
+    def observe(self, users: _Users, rows: NDArray[np.int64]) -> dict[str, NDArray[np.float32]]:
+        """Observations ``{"user": (n, 6), "candidates": (n, K, 2)}`` of the users in ``rows``."""
+        st = users.state[rows]
+        clicks = st[:, 2]
+        sat = np.divide(st[:, 3], clicks, out=np.zeros(rows.size), where=clicks > 0)
+        user = np.stack(
             [
-                float(self._group),
-                patience / self.initial_patience,
-                requests / self.max_requests,
+                users.group[rows].astype(np.float64),
+                st[:, 0] / self.initial_patience,
+                st[:, 1] / self.max_requests,
                 clicks / self.max_requests,
-                sat / clicks if clicks else 0.0,
-                1.0 if clicks else 0.0,
+                sat,
+                (clicks > 0).astype(np.float64),
             ],
-            dtype=np.float32,
+            axis=1,
         )
-        assert self._cands is not None
-        return {"user": np.clip(user, -1.0, 1.0), "candidates": self._cands.astype(np.float32)}
+        return {
+            "user": np.clip(user, -1.0, 1.0).astype(np.float32),
+            "candidates": users.cands[rows].astype(np.float32),
+        }
 
-    def _start_session(self) -> None:
-        self._state = np.array([[self.initial_patience, 0.0, 0.0, 0.0]])
-        self._cands = self.draw_candidates(1, self.np_random)[0]
+    def shown_index(
+        self, users: _Users, rows: NDArray[np.int64], actions: Any
+    ) -> NDArray[np.int64]:
+        """Candidate index shown to each user of ``rows`` for the batch of ``actions``."""
+        if self.action_kind == "candidate":
+            a = np.asarray(actions).reshape(-1)
+            if a.size != rows.size or not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"actions must be {rows.size} candidate indices; got {actions!r}")
+            a = a.astype(np.int64)
+            bad = np.flatnonzero((a < 0) | (a >= self.n_candidates))
+            if bad.size:
+                raise ValueError(
+                    f"action must be in [0, {self.n_candidates}); got {a[bad[:5]].tolist()}"
+                )
+            return a
+        w = np.asarray(actions, dtype=np.float64).reshape(-1, 2)
+        if w.shape[0] != rows.size or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"action must be two finite weights >= 0; got {actions!r}")
+        total = w.sum(axis=1)
+        theta = np.divide(w[:, 1], total, out=np.full(rows.size, 0.5), where=total > 0)
+        return self.theta_choice(users.cands[rows], theta)
+
+    def step_users(
+        self,
+        users: _Users,
+        rows: NDArray[np.int64],
+        shown: NDArray[np.int64],
+        rng: np.random.Generator,
+    ) -> tuple[F64, NDArray[np.bool_], dict[str, NDArray[Any]]]:
+        """Serve ``shown`` to the users of ``rows``; returns rewards, truncation and step info.
+
+        Draws, in order: the clicks, the gaps of the sessions that ended, the candidates of the
+        users that continue. The info arrays are aligned with ``rows``; ``gap`` is -1 where no
+        gap is revealed.
+        """
+        item = users.cands[rows, shown]
+        state = users.state[rows]
+        click, over = self._respond(item, state, rng)
+        users.state[rows] = state
+        gap = users.pending_gap[rows].copy()
+        info = {
+            "session_index": users.session[rows].copy(),
+            "day": users.day[rows].copy(),
+            "session_end": over.copy(),
+            "user_group": users.group[rows].copy(),
+            "immediate_reward": click.astype(np.float64),
+            "click": click.astype(np.int64),
+            "p_click": item[:, 0].copy(),
+            "p_sat": item[:, 1].copy(),
+            "gap": gap,
+        }
+        reward = click - self.gap_reward_weight * np.maximum(gap, 0)
+        users.pending_gap[rows] = -1
+        ended = rows[over]
+        truncated = np.zeros(rows.size, dtype=bool)
+        if ended.size:
+            n_click, sat = users.state[ended, 2], users.state[ended, 3]
+            mean_sat = np.divide(sat, n_click, out=np.zeros(ended.size), where=n_click > 0)
+            days = self.draw_return_days(users.group[ended], mean_sat, rng)
+            last = users.session[ended] + 1 >= self.n_sessions
+            truncated[np.flatnonzero(over)[last]] = True  # the next return is never observed
+            nxt = ended[~last]
+            users.session[nxt] += 1
+            users.day[nxt] += days[~last]
+            users.pending_gap[nxt] = days[~last]
+        fresh = rows[~truncated]
+        users.cands[fresh] = self.draw_candidates(fresh.size, rng)
+        starting = rows[over & ~truncated]
+        users.state[starting] = [self.initial_patience, 0.0, 0.0, 0.0]
+        return reward.astype(np.float64), truncated, info
+
+    # ------------------------------------------------------------------ gymnasium API
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, NDArray[np.float32]], dict[str, Any]]:
         super().reset(seed=seed)
-        self._group = int(self.np_random.random() < 0.5)
-        self._session, self._day = 0, 0
-        self._pending_gap: int | None = None
-        self._start_session()
-        info = {"session_index": 0, "day": 0, "user_group": self._group}
-        return self._observation(), info
+        self._users = _Users(1, self.n_candidates)
+        self.start_users(self._users, _ONE, self.np_random)
+        self._live = True
+        info = {"session_index": 0, "day": 0, "user_group": int(self._users.group[0])}
+        return self._single_obs(), info
 
-    def _shown(self, action: Any) -> int:
-        assert self._cands is not None
-        if self.action_kind == "candidate":
-            a = int(action)
-            if not 0 <= a < self.n_candidates:
-                raise ValueError(f"action must be in [0, {self.n_candidates}); got {action!r}")
-            return a
-        w = np.asarray(action, dtype=np.float64)
-        if w.shape != (2,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError(f"action must be two finite weights >= 0; got {action!r}")
-        total = float(w.sum())
-        theta = 0.5 if total == 0 else float(w[1]) / total
-        return int(self.theta_choice(self._cands, theta))
+    def _single_obs(self) -> dict[str, NDArray[np.float32]]:
+        return {k: v[0] for k, v in self.observe(self._users, _ONE).items()}
 
     def step(
         self, action: Any
     ) -> tuple[dict[str, NDArray[np.float32]], float, bool, bool, dict[str, Any]]:
-        if self._cands is None:
+        if not getattr(self, "_live", False):
             raise RuntimeError("call reset() before step()")
-        a = self._shown(action)
-        shown = self._cands[a][None]
-        click, over = self._respond(shown, self._state, self.np_random)
-        reward = float(click[0])
-        info: dict[str, Any] = {
-            "session_index": self._session,
-            "day": self._day,
-            "session_end": bool(over[0]),
-            "user_group": self._group,
-            "immediate_reward": reward,
-            "click": int(click[0]),
-            "p_click": float(shown[0, 0]),
-            "p_sat": float(shown[0, 1]),
-        }
-        if self._pending_gap is not None:
-            info["gap"] = self._pending_gap
-            reward -= self.gap_reward_weight * self._pending_gap
-            self._pending_gap = None
-        truncated = False
-        if over[0]:
-            clicks, sat = self._state[0, 2], self._state[0, 3]
-            satisfaction = np.array([sat / clicks if clicks else 0.0])
-            gap = int(
-                self.draw_return_days(np.array([self._group]), satisfaction, self.np_random)[0]
-            )
-            if self._session + 1 >= self.n_sessions:
-                truncated = True  # the next return is never observed: censored, not terminal
-                obs = self._observation()
-            else:
-                self._session += 1
-                self._day += gap
-                self._pending_gap = gap
-                self._start_session()
-                obs = self._observation()
-        else:
-            self._cands = self.draw_candidates(1, self.np_random)[0]
-            obs = self._observation()
-        if truncated:
-            self._cands = None
-        return obs, reward, False, truncated, info
+        shown = self.shown_index(self._users, _ONE, np.asarray(action)[None])
+        reward, truncated, arrays = self.step_users(self._users, _ONE, shown, self.np_random)
+        info: dict[str, Any] = {k: v[0].item() for k, v in arrays.items() if k != "gap"}
+        info["session_end"] = bool(info["session_end"])
+        if arrays["gap"][0] >= 0:
+            info["gap"] = int(arrays["gap"][0])
+        if truncated[0]:
+            self._live = False
+        return self._single_obs(), float(reward[0]), False, bool(truncated[0]), info
 
     # ------------------------------------------------------------------ oracles
 
@@ -360,10 +430,13 @@ class RetentionTestEnv(gym.Env):
             raise ConfigError(f"theta must be in [0, 1]; got {theta}")
         if self.action_kind == "weights":
             weights = np.array([1.0 - theta, theta], dtype=np.float32)
-            return lambda obs, rng: weights.copy()
+            return lambda obs, rng: np.broadcast_to(
+                weights, (*np.shape(obs["candidates"])[:-2], 2)
+            ).copy()
 
-        def policy(obs: Observation, rng: np.random.Generator) -> int:
-            return int(self.theta_choice(np.asarray(obs["candidates"], np.float64), theta))
+        def policy(obs: Observation, rng: np.random.Generator) -> Any:
+            choice = self.theta_choice(np.asarray(obs["candidates"], np.float64), theta)
+            return int(choice) if choice.ndim == 0 else choice
 
         return policy
 
@@ -428,6 +501,105 @@ class RetentionTestEnv(gym.Env):
         return (-s.return_days[0] / (1.0 - gamma), -s.return_days[1] / (1.0 - gamma))
 
 
+class RetentionTestVectorEnv(VectorEnv):  # type: ignore[type-arg]
+    """``num_envs`` users of :class:`RetentionTestEnv` stepped together (no loop over users).
+
+    The same batched core as the single env (:meth:`RetentionTestEnv.step_users`), so the single
+    env is this env at ``num_envs = 1`` with the same draws. Autoreset is Gymnasium's default
+    ``NEXT_STEP``: the step after a user's episode ends ignores that user's action, starts a new
+    user and returns its first observation with reward 0, ``terminated = truncated = False`` and
+    the reset info (``session_index``, ``day``, ``user_group``).
+
+    ``info`` holds the single env's keys batched over users, each with its ``_key`` mask: the
+    step keys only for the users that were served a request; ``gap`` only where one is revealed.
+
+    Parameters
+    ----------
+    num_envs : int
+        Users stepped at once.
+    **kwargs
+        Settings of :class:`RetentionTestEnv`.
+
+    Examples
+    --------
+    >>> envs = RetentionTestVectorEnv(4)
+    >>> obs, info = envs.reset(seed=0)
+    >>> obs["user"].shape, obs["candidates"].shape
+    ((4, 6), (4, 20, 2))
+    """
+
+    metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 64, **kwargs: Any) -> None:
+        if num_envs < 1:
+            raise ConfigError(f"num_envs must be >= 1; got {num_envs}")
+        self.problem = RetentionTestEnv(**kwargs)
+        self.num_envs = int(num_envs)
+        self.single_observation_space = self.problem.observation_space
+        self.single_action_space = self.problem.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._users = _Users(self.num_envs, self.problem.n_candidates)
+        self._needs_reset: NDArray[np.bool_] | None = None
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, NDArray[np.float32]], dict[str, Any]]:
+        if isinstance(seed, list):
+            seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
+        self._rng, self._np_random_seed = seeding.np_random(seed)
+        self._np_random = self._rng
+        rows = np.arange(self.num_envs)
+        self.problem.start_users(self._users, rows, self._rng)
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        return self.problem.observe(self._users, rows), self._reset_info(rows)
+
+    def _reset_info(self, rows: NDArray[np.int64]) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        mask = np.zeros(self.num_envs, dtype=bool)
+        mask[rows] = True
+        u = self._users
+        for key, source in (("session_index", u.session), ("day", u.day), ("user_group", u.group)):
+            values = np.zeros(self.num_envs, dtype=np.int64)
+            values[rows] = source[rows]
+            info[key], info[f"_{key}"] = values, mask.copy()
+        return info
+
+    def step(
+        self, actions: Any
+    ) -> tuple[
+        dict[str, NDArray[np.float32]], F64, NDArray[np.bool_], NDArray[np.bool_], dict[str, Any]
+    ]:
+        if self._needs_reset is None:
+            raise RuntimeError("call reset() before step()")
+        n, prob = self.num_envs, self.problem
+        resetting = np.flatnonzero(self._needs_reset)
+        active = np.flatnonzero(~self._needs_reset)
+        acts = np.asarray(actions)
+        shown = prob.shown_index(self._users, active, acts[active])
+        reward, trunc, arrays = prob.step_users(self._users, active, shown, self._rng)
+        if resetting.size:
+            prob.start_users(self._users, resetting, self._rng)
+        info = self._reset_info(resetting) if resetting.size else {}
+        for key, values in arrays.items():
+            rows = active if key != "gap" else active[values >= 0]
+            full = np.zeros(n, dtype=values.dtype)
+            full[rows] = values if key != "gap" else values[values >= 0]
+            mask = np.zeros(n, dtype=bool)
+            mask[rows] = True
+            if key in info:  # reset info and step info share session_index, day, user_group
+                full[resetting] = info[key][resetting]
+                mask |= info[f"_{key}"]
+            info[key], info[f"_{key}"] = full, mask
+        rewards = np.zeros(n)
+        rewards[active] = reward
+        truncated = np.zeros(n, dtype=bool)
+        truncated[active] = trunc
+        self._needs_reset = truncated.copy()
+        obs = prob.observe(self._users, np.arange(n))
+        return obs, rewards, np.zeros(n, dtype=bool), truncated, info
+
+
 @dataclass(frozen=True, kw_only=True)
 class RetentionEvaluation:
     """Retention figures of a policy run in a multi-session env.
@@ -452,7 +624,7 @@ class RetentionEvaluation:
 
 
 def evaluate_retention(
-    env: gym.Env,
+    env: gym.Env | RetentionTestVectorEnv,
     policy: Any,
     n_episodes: int,
     *,
@@ -462,12 +634,15 @@ def evaluate_retention(
 
     Parameters
     ----------
-    env : gymnasium.Env
+    env : gymnasium.Env or RetentionTestVectorEnv
         Reports ``gap`` on the first step of each later session, ``session_index`` and ``click``.
+        A vector env runs ``ceil(n_episodes / num_envs)`` whole episodes on each of its users
+        (so short episodes are not over-counted) with one policy call per step.
     policy : Agent or callable
-        An object with ``act(obs, *, rng)`` or a function ``f(obs, rng) -> action``.
+        An object with ``act(obs, *, rng)`` or a function ``f(obs, rng) -> action``; for a vector
+        env, an object with ``act_batch(obs, *, rng)`` or a function of the batched ``obs``.
     n_episodes : int
-        Users to run.
+        Users to run (at least).
     rng : numpy.random.Generator
         Seeds the env and drives the policy (separate streams).
 
@@ -481,10 +656,15 @@ def evaluate_retention(
     >>> res = evaluate_retention(env, env.constant_policy(0.0), 50, rng=np.random.default_rng(0))
     >>> res.n_sessions
     400
+    >>> envs = RetentionTestVectorEnv(16)
+    >>> evaluate_retention(envs, env.constant_policy(0.0), 50, rng=np.random.default_rng(0)).n_gaps
+    448
     """
     if n_episodes < 1:
         raise ConfigError(f"n_episodes must be at least 1; got {n_episodes}")
     env_rng, policy_rng = rng.spawn(2)
+    if isinstance(env, RetentionTestVectorEnv):
+        return _evaluate_vector(env, policy, n_episodes, env_rng, policy_rng)
     act = policy.act if hasattr(policy, "act") else None
     gaps: list[float] = []
     clicks = 0.0
@@ -504,7 +684,10 @@ def evaluate_retention(
                 gaps.append(float(info["gap"]))
             clicks += float(info.get("click", 0.0))
             done = terminated or truncated
-    g = np.asarray(gaps)
+    return _evaluation(np.asarray(gaps), clicks, n_sessions)
+
+
+def _evaluation(g: F64, clicks: float, n_sessions: int) -> RetentionEvaluation:
     return RetentionEvaluation(
         return_days=float(g.mean()) if g.size else math.nan,
         day1_retention=float((g <= 1).mean()) if g.size else math.nan,
@@ -512,3 +695,30 @@ def evaluate_retention(
         n_gaps=int(g.size),
         n_sessions=n_sessions,
     )
+
+
+def _evaluate_vector(
+    env: RetentionTestVectorEnv,
+    policy: Any,
+    n_episodes: int,
+    env_rng: np.random.Generator,
+    policy_rng: np.random.Generator,
+) -> RetentionEvaluation:
+    act = policy.act_batch if hasattr(policy, "act_batch") else None
+    quota = -(-n_episodes // env.num_envs)
+    finished = np.zeros(env.num_envs, dtype=np.int64)
+    obs, _ = env.reset(seed=int(env_rng.integers(2**63 - 1)))
+    gaps: list[F64] = []
+    clicks, n_sessions = 0.0, 0
+    served = np.ones(env.num_envs, dtype=bool)
+    while (finished < quota).any():
+        actions = act(obs, rng=policy_rng) if act is not None else policy(obs, policy_rng)
+        obs, _, terminated, truncated, info = env.step(actions)
+        counted = served & (finished < quota)  # rows that served a request of a counted episode
+        gaps.append(info["gap"][counted & info["_gap"]].astype(np.float64))
+        clicks += float(info["click"][counted].sum())
+        n_sessions += int((counted & info["session_end"]).sum())
+        done = terminated | truncated
+        finished += done & counted
+        served = ~done
+    return _evaluation(np.concatenate(gaps), clicks, n_sessions)
