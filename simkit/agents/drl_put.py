@@ -9,7 +9,7 @@ softmax over all 1000 actions:
 
 where ``f`` embeds each categorical feature (one table per feature), concatenates the numeric
 features and applies ``batch norm -> linear -> ReLU`` layers, and ``g``, ``c`` score the action from
-its group indices (scaled to [0, 1]) so that neighbouring settings share what is learned. At
+its group indices (one-hot, 30 inputs) so that neighbouring settings share what is learned. At
 serving time the agent takes the argmax.
 
 Training (the paper's recipe) runs on the uniform exploration slice of the logs, mini-batch
@@ -385,7 +385,7 @@ class DRLPUTConfig:
     state_dim: int = 32
     action_hidden: int = 64
     heads: str = "joint"
-    action_features: str = "values"
+    action_features: str = "onehot"
     algorithm: str = "reinforce"
     importance_weighting: bool = False
     weight_cap: float = 20.0

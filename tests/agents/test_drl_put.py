@@ -178,7 +178,7 @@ def test_learn_online_in_the_env(world: AdsWorld) -> None:
 
 # --------------------------------------------------------------------------- acceptance (slow)
 
-N_LOGS, N_STEPS = 200_000, 1200
+N_LOGS, N_STEPS = 200_000, 300
 
 
 def _train(world: AdsWorld, seed: int, **options) -> DRLPUT:  # type: ignore[no-untyped-def]
@@ -241,8 +241,8 @@ def test_personalisation_diversity_and_reserve_direction(world: AdsWorld, traine
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="measured V 0.569 against the bar 0.577 after 1200 steps on 200k logs, and no "
-    "higher click weight for high-CTR users: not reached yet (issue 24)",
+    reason="measured (seed 0): V 0.552 against the bar 0.577, click-weight index 4.97 for the "
+    "top CTR quartile against 5.16 for the bottom one: not reached yet (issue 24)",
 )
 def test_personalisation_value_bar_and_click_weight_direction(world: AdsWorld, trained) -> None:
     p = _personalisation(world, trained["seed0"])
