@@ -33,7 +33,7 @@ from simkit.validation.gates import Gates, Metric
 from simkit.validation.ranking import RankingResult
 from simkit.validation.sessions import DISTRIBUTIONS, SessionFidelity
 
-__all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "FidelityReport"]
+__all__ = ["EXPLAIN", "SCHEMA_PATH", "SCHEMA_VERSION", "FidelityReport", "explain"]
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("report_schema.json")
@@ -109,9 +109,10 @@ class FidelityReport:
         """A few lines of plain text: the verdict, the failed gates, the warnings."""
         gated = [m for m in self.metrics if m.passed is not None]
         verdict = "PASSED" if self.passed else "FAILED"
+        failed = f"; failed: {', '.join(m.label for m in self.failed)}" if self.failed else ""
         lines = [
-            f"Fidelity {verdict}: {len(gated) - len(self.failed)} of {len(gated)} gates passed "
-            f"({self.source.get('sessions', 0):,} held-out sessions, "
+            f"Fidelity {verdict}: {len(gated) - len(self.failed)} of {len(gated)} gates passed"
+            f"{failed} ({self.source.get('sessions', 0):,} held-out sessions, "
             f"{self.source.get('rows', 0):,} rows)."
         ]
         for m in self.failed:
@@ -121,6 +122,9 @@ class FidelityReport:
                 f"  FAILED {m.label}: {_fmt(m.value)}{ci} (gate {m.direction} "
                 f"{_fmt(m.threshold)}{note})"
             )
+            if explain(m.key):
+                lines.append(f"    {explain(m.key)}")
+        lines.extend(f"  {line}" for line in _ks_vs_mean(self.metrics))
         by_key = {m.key: m for m in self.metrics}
         for key in ("click_auc", "continue_auc", "watch_ks"):
             if key in by_key:
@@ -223,6 +227,8 @@ class FidelityReport:
             lines += [f"Logging policy: {self.logging_policy}.", ""]
             if self.ranking.note:
                 lines += [self.ranking.note, ""]
+            if _withheld_reasons(self.ranking):
+                lines += [_withheld_summary(self.ranking), ""]
             lines += [_md_policies(self.ranking), ""]
         lines += ["## Confounding", "", self.confounding.message, ""]
         text = "\n".join(lines)
@@ -238,6 +244,124 @@ class FidelityReport:
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
+
+
+# one sentence per kind of gate: what a failure means and the usual fix (longest prefix wins)
+EXPLAIN: dict[str, str] = {
+    "click_auc": "The click model ranks held-out clicks barely better than chance; add informative "
+    "user, item or ctx_ feature columns, fit on more logs, or raise the number of trees.",
+    "click_log_loss": "The click model's probabilities are far from the held-out clicks; fit on "
+    "more logs or check that the held-out logs come from the same product and period.",
+    "click_ece": "Predicted click probabilities are off from the observed rates (see the "
+    "reliability diagram); refit on more logs, or keep the isotonic calibration on.",
+    "continue_auc": "The continuation model barely tells which sessions go on; give it user "
+    "features or timestamps, or fit on more sessions.",
+    "continue_ece": "Predicted probabilities of another step are off from the observed rates (see "
+    "the continuation reliability diagram), so simulated sessions have the wrong length; refit "
+    "on more sessions.",
+    "watch_ks": "Sampled watch times of clicked items do not match the held-out ones; give items "
+    "a duration column (watching is capped by it) or fit on more clicked rows.",
+    "session_ks": "This per-session distribution differs beyond the noise floor between simulated "
+    "and held-out sessions; check the continuation model for length and the click and watch "
+    "models for engagement, or whether the held-out logs come from another period.",
+    "session_mean": "The simulated mean differs from the held-out mean; a mean moves with the long "
+    "tail that a KS distance hardly sees, so look at the tail of the ECDF and at the continuation "
+    "model's calibration for long sessions.",
+    "ranking.clear_pairs": "The simulator orders clearly separated policies differently from the "
+    "reference; do not use it to choose among these policies until the models improve.",
+    "ranking.kendall": "The simulator's ranking of the policies disagrees with the reference; do "
+    "not use it to choose policies; check the confounding section and the per-policy errors.",
+    "ranking.spearman": "The simulator's ranking of the policies disagrees with the reference; do "
+    "not use it to choose policies; check the confounding section and the per-policy errors.",
+    "ranking.mean_error": "Policy values in the simulator are off from the reference on average; "
+    "trust its rankings more than its absolute values.",
+    "ranking.max_error": "At least one policy's value in the simulator is far from the reference; "
+    "look at which one in the policy table before trusting values of policies like it.",
+    "ranking.logging_error": "Even the logging policy's value is off, so the simulator is biased "
+    "where it has the most data; check the session figures first.",
+    "confounding.gain": "The logged propensity predicts clicks beyond the simulator's features: "
+    "the logging policy saw signals the logs do not keep, so values of policies far from it are "
+    "biased; log those signals as user_ or ctx_ columns.",
+    "return_ks": "Simulated gaps between sessions differ from the held-out ones; fit the return "
+    "model on a longer log window.",
+}
+
+
+def explain(key: str) -> str:
+    """One sentence on what a failed gate ``key`` means and the usual fix ("" when unknown).
+
+    Examples
+    --------
+    >>> explain("session_ks.length").startswith("This per-session distribution")
+    True
+    """
+    best = max((k for k in EXPLAIN if key == k or key.startswith(k + ".")), key=len, default="")
+    return EXPLAIN.get(best, "")
+
+
+def _ks_vs_mean(metrics: tuple[Metric, ...]) -> list[str]:
+    """A sentence for each distribution whose KS passes while its mean gate fails."""
+    by_key = {m.key: m for m in metrics}
+    out = []
+    for m in metrics:
+        if not (m.key.startswith("session_mean.") and m.passed is False):
+            continue
+        ks = by_key.get("session_ks." + m.key.split(".", 1)[1])
+        if ks is not None and ks.passed is True:
+            out.append(
+                f"{ks.label}: the KS distance passes while the mean fails. KS is the largest gap "
+                "between the two distribution functions and barely moves when a few long sessions "
+                "differ, while the mean follows them: the simulated tail is off."
+            )
+    return out
+
+
+WITHHELD = "not enough overlap"
+
+
+def _split_withheld(text: str) -> tuple[str, str]:
+    """(``"PDIS session watch time"``, ``"ESS=1.2"``) for an estimate withheld for overlap."""
+    head, _, rest = text.partition(": " + WITHHELD)
+    return head.strip(), rest.strip(" ()")
+
+
+def _withheld_reasons(r: RankingResult) -> dict[str, list[str]]:
+    """Distinct withheld estimates (references and per-decision OPE), with their policies."""
+    reasons: dict[str, list[str]] = {}
+    for p in r.policies:
+        if p.withheld:
+            reasons.setdefault(p.withheld, []).append(p.name)
+        for part in p.session_ope.split("; "):
+            if WITHHELD in part:
+                what, ess = _split_withheld(part)
+                tag = f"{p.name} ({ess})" if ess else p.name
+                reasons.setdefault(f"{what}: {WITHHELD}", []).append(tag)
+    return reasons
+
+
+def _withheld_summary(r: RankingResult) -> str:
+    """One sentence per distinct withheld estimate, naming the policies it concerns."""
+    parts = []
+    for reason, names in _withheld_reasons(r).items():
+        if (
+            reason.endswith(WITHHELD)
+            and ": " in reason
+            and not any(p.withheld == reason for p in r.policies)
+        ):
+            what = reason.rsplit(": ", 1)[0]
+            parts.append(
+                f"{what} withheld ({WITHHELD}: too few logged decisions agree with the policy) "
+                f"for {', '.join(names)}."
+            )
+        else:
+            who = "every policy" if len(names) == len(r.policies) else ", ".join(names)
+            parts.append(f"Reference withheld for {who}: {reason}.")
+    return " ".join(parts)
+
+
+def _shown_ope(text: str) -> str:
+    """The per-decision OPE text of a policy row without the estimates summarised once."""
+    return "; ".join(part for part in text.split("; ") if part and WITHHELD not in part)
 
 
 def _clean(value: Any) -> Any:
@@ -288,7 +412,7 @@ def _md_table(metrics: tuple[Metric, ...]) -> str:
         ci = f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]" if math.isfinite(m.ci_low) else "-"
         rows.append(
             f"| {m.label} | {_fmt(m.value)} | {ci} | {floor} | {gate} | {_verdict(m)} "
-            f"| {m.note.replace('|', '/')} |"
+            f"| {m.note.replace('|', chr(92) + '|')} |"
         )
     return "\n".join(rows)
 
@@ -302,9 +426,9 @@ def _md_policies(r: RankingResult) -> str:
         for k in kinds:
             err, lo, hi = p.rel_error[k]
             cells.append(f"{_fmt(p.sim[k])} / {_fmt(p.ref[k])} ({err:+.1%} [{lo:+.1%}, {hi:+.1%}])")
-        name = p.name + (" (withheld: " + p.withheld + ")" if p.withheld else "")
-        if p.session_ope:
-            name += f"; {p.session_ope}"
+        name = p.name + (" (reference withheld)" if p.withheld else "")
+        if _shown_ope(p.session_ope):
+            name += f"; {_shown_ope(p.session_ope)}"
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -376,17 +500,28 @@ def _ecdf_plot(report: FidelityReport) -> str:
 def _reliability_plot(report: FidelityReport) -> str:
     from matplotlib.figure import Figure
 
-    rel = report.impression.reliability
-    fig = Figure(figsize=(4.8, 4.5))
-    ax = fig.subplots()
-    hi = max([*rel.mean_predicted, *rel.observed_rate, 0.05]) * 1.05
-    ax.plot([0, hi], [0, hi], color="#999", lw=1, label="perfect calibration")
-    ax.plot(rel.mean_predicted, rel.observed_rate, "o-", color="#1c7ed6", label="click model")
-    ax.set_xlabel("mean predicted click probability (decile of predictions)")
-    ax.set_ylabel("observed click rate")
-    ax.set_xlim(0, hi)
-    ax.set_ylim(0, hi)
-    ax.legend(fontsize=8)
+    panels = [("click", report.impression.reliability)]
+    # the continuation model's diagram, when validation recorded it
+    cont = getattr(report.impression, "continue_reliability", None)
+    panels.append(("continuation", cont))
+    fig = Figure(figsize=(9.6, 4.5))
+    for ax, (name, rel) in zip(fig.subplots(1, 2), panels):
+        what = "click" if name == "click" else "another-step"
+        if rel is None or len(rel.mean_predicted) == 0:
+            ax.set_title(f"{name} model", fontsize=10)
+            ax.text(0.5, 0.5, "not available", ha="center", va="center")
+            continue
+        lo = 0.0 if name == "click" else min([*rel.mean_predicted, *rel.observed_rate]) * 0.95
+        hi = max([*rel.mean_predicted, *rel.observed_rate, 0.05]) * 1.05
+        hi = min(hi, 1.0)
+        ax.plot([lo, hi], [lo, hi], color="#999", lw=1, label="perfect calibration")
+        ax.plot(rel.mean_predicted, rel.observed_rate, "o-", color="#1c7ed6", label=f"{name} model")
+        ax.set_title(f"{name} model", fontsize=10)
+        ax.set_xlabel(f"mean predicted {what} probability (decile of predictions)")
+        ax.set_ylabel(f"observed {what} rate")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.legend(fontsize=8)
     return _png(fig)
 
 
@@ -457,14 +592,14 @@ def _html_policies(r: RankingResult) -> str:
         cells = []
         for k in kinds:
             v, lo, hi = p.rel_error[k]
-            ref = html.escape(p.withheld) if p.withheld else _fmt(p.ref[k])
+            ref = "withheld" if p.withheld else _fmt(p.ref[k])
             cells.append(
                 f"<td class='num'>{_fmt(p.sim[k])}</td><td class='num'>{ref}</td>"
                 f"<td class='num'>{v:+.1%} [{lo:+.1%}, {hi:+.1%}]</td>"
             )
         tag = " (logging-policy model)" if p.is_logging_model else ""
-        if p.session_ope:
-            tag += f"<br><small>{html.escape(p.session_ope)}</small>"
+        if _shown_ope(p.session_ope):
+            tag += f"<br><small>{html.escape(_shown_ope(p.session_ope))}</small>"
         rows.append(f"<tr><td>{html.escape(p.name)}{tag}</td>{''.join(cells)}</tr>")
     return head + "".join(rows) + "</tbody></table>"
 
@@ -483,6 +618,14 @@ def _render_html(report: FidelityReport) -> str:
         f"<div class='banner {'ok' if ok else 'bad'}' id='verdict'>"
         f"{esc(report.summary().splitlines()[0])}</div>",
     ]
+    if report.failed:
+        items = "".join(
+            f"<li data-key='{esc(m.key)}'><b>{esc(m.label)}</b>: {_fmt(m.value)} (gate "
+            f"{esc(m.direction)} {_fmt(m.threshold)}). {esc(explain(m.key))}</li>"
+            for m in report.failed
+        )
+        parts.append(f"<ul id='failed-gates'>{items}</ul>")
+    parts += [f"<p class='warn ks-mean'>{esc(n)}</p>" for n in _ks_vs_mean(report.metrics)]
     parts += [f"<p class='warn'>{esc(n)}</p>" for n in report.notes]
     if report.confounding.fired:
         parts.append(
@@ -500,7 +643,8 @@ def _render_html(report: FidelityReport) -> str:
         f"state code; click rate {report.impression.click_rate:.3f}.</p>",
         _figure(
             "reliability",
-            "Reliability diagram of the click model on held-out impressions",
+            "Reliability diagrams on held-out data: the click model (impressions) and the "
+            "continuation model (steps)",
             _reliability_plot(report),
         ),
         "<h2>Session-level fidelity</h2>",
@@ -526,6 +670,7 @@ def _render_html(report: FidelityReport) -> str:
                 "Per-policy values: simulator vs reference (95% intervals)",
                 _policy_plot(report),
             ),
+            f"<p id='withheld'>{esc(_withheld_summary(r))}</p>" if _withheld_reasons(r) else "",
             _html_policies(r),
         ]
     parts += [

@@ -54,6 +54,8 @@ __all__ = [
     "AGENT_NAMES",
     "EpisodeRecorder",
     "TrainResult",
+    "baseline_returns",
+    "learning_summary",
     "evaluate_runs",
     "trust_verdicts",
     "format_table",
@@ -212,6 +214,7 @@ def train_agent(
     overwrite: bool = False,
     progress: bool = False,
     record: Mapping[str, Any] | None = None,
+    baseline_episodes: int = 100,
 ) -> TrainResult:
     """Train (or just run) ``agent`` in the simulator for ``n_steps`` env steps; write a run folder.
 
@@ -235,6 +238,8 @@ def train_agent(
         Show a progress bar.
     record : mapping, optional
         Extra settings written to ``run.json`` (the CLI records its ``--seed`` here).
+    baseline_episodes : int
+        Episodes of the random and most-popular baselines drawn on the learning curve (0: none).
 
     Returns
     -------
@@ -285,7 +290,14 @@ def train_agent(
     out.mkdir(parents=True)
     policy.save(out / "agent")
     _write_curve(out / "curve.csv", returns, lengths, end_steps)
-    plot_learning_curve(returns, end_steps, out / "curve.png", title=f"{agent} training")
+    base = (
+        baseline_returns(sim_dir, n_episodes=baseline_episodes, n_candidates=n_candidates, rng=rng)
+        if baseline_episodes and spec.env == "simkit/Session-v0"
+        else {}
+    )
+    plot_learning_curve(
+        returns, end_steps, out / "curve.png", title=f"{agent} training", baselines=base
+    )
     diagnostic_warnings = diag.finish(out)  # diagnostics.csv/.json/.png; warns on failure signs
     tail = returns[-max(1, len(returns) // 5) :] if len(returns) else returns
     from simkit import __version__
@@ -306,6 +318,8 @@ def train_agent(
         "agent_config": config_to_json(policy.config),
         "episodes": len(returns),
         "mean_return_last_fifth": float(tail.mean()) if len(tail) else None,
+        "learning_summary": learning_summary(returns, learns=spec.learns_online),
+        "baselines": base,
         "seconds": round(seconds, 3),
         "diagnostic_warnings": diagnostic_warnings,
     }
@@ -337,32 +351,143 @@ def _moving_average(x: NDArray[np.float64], window: int) -> NDArray[np.float64]:
     return (c[1:] - c[np.arange(1, len(x) + 1) - n]) / n
 
 
+def learning_summary(returns: NDArray[np.float64], *, learns: bool = True) -> str:
+    """The first- vs last-fifth mean returns, and whether their difference is outside noise.
+
+    The difference of the two means gets a normal 95% interval from the episodes' spread (Welch);
+    the change is "outside noise" only when that interval excludes 0. For an agent that does not
+    learn, a difference can only come from noise or from which episodes end first (short ones).
+
+    Examples
+    --------
+    >>> r = np.r_[np.full(50, 10.0), np.full(50, 10.5)] + np.tile([-3.0, 3.0], 50)
+    >>> learning_summary(r).endswith("within noise.")
+    True
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    if len(r) == 0:
+        return "no episode completed: raise --steps"
+    fifth = max(1, len(r) // 5)
+    first, last = r[:fifth], r[-fifth:]
+    text = (
+        f"{len(r):,} episodes; mean return {first.mean():.1f} in the first fifth, "
+        f"{last.mean():.1f} in the last fifth"
+    )
+    if fifth < 2:
+        return text + "; too few episodes to tell a change from noise."
+    diff = last.mean() - first.mean()
+    half = 1.96 * math.sqrt(first.var(ddof=1) / len(first) + last.var(ddof=1) / len(last))
+    outside = abs(diff) > half
+    verdict = "outside noise" if outside else "within noise"
+    text += (
+        f": change {diff:+.1f} (95% interval [{diff - half:+.1f}, {diff + half:+.1f}]), {verdict}."
+    )
+    if not learns and outside:
+        text += " This agent does not learn: the change comes from which episodes ended first."
+    elif not learns:
+        text += " (This agent does not learn.)"
+    return text
+
+
+def baseline_returns(
+    simulator_dir: str | os.PathLike[str],
+    *,
+    n_episodes: int = 200,
+    n_candidates: int = 50,
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """Mean return of a random and of a most-popular policy over ``n_episodes`` episodes each.
+
+    Both run in the native vector env (one session per episode, the registered 200-step limit),
+    so the learning curve can show what choosing at random and always picking the most popular
+    candidate achieve in the same simulator.
+    """
+    from simkit.envs import SessionVectorEnv
+
+    out = {}
+    for name in ("random", "popular"):
+        envs = SessionVectorEnv(
+            str(simulator_dir),
+            num_envs=n_episodes,
+            n_candidates=n_candidates,
+            max_episode_steps=200,
+            autoreset_mode="Disabled",
+        )
+        obs, _ = envs.reset(seed=int(rng.integers(2**31)))
+        pop = envs.candidate_names.index("item_log_pop")
+        pick = np.random.default_rng(rng.integers(2**31))
+        total = np.zeros(n_episodes)
+        done = np.zeros(n_episodes, dtype=bool)
+        while not done.all():
+            if name == "random":
+                a = pick.integers(n_candidates, size=n_episodes)
+            else:
+                a = np.argmax(obs["candidates"][:, :, pop], axis=1)
+            obs, reward, terminated, truncated, _ = envs.step(a)
+            total += np.where(done, 0.0, reward)
+            done |= terminated | truncated
+        out[name] = float(total.mean())
+    return out
+
+
 def plot_learning_curve(
-    returns: NDArray[np.float64], end_steps: NDArray[np.int64], path: str | Path, *, title: str
+    returns: NDArray[np.float64],
+    end_steps: NDArray[np.int64],
+    path: str | Path,
+    *,
+    title: str,
+    baselines: Mapping[str, float] | None = None,
 ) -> None:
-    """Per-episode returns against env steps, with a trailing moving average, as a PNG."""
+    """Per-episode returns against env steps, a trailing moving average and baselines, as a PNG.
+
+    ``baselines`` (e.g. :func:`baseline_returns`) are drawn as labelled horizontal lines. When a
+    few very long sessions would flatten the average, the y-axis is cut at the 98th percentile of
+    the returns, and the axis label says so with the number of episodes above the cut.
+    """
+    curve_figure(returns, end_steps, title=title, baselines=baselines).savefig(path)
+
+
+def curve_figure(
+    returns: NDArray[np.float64],
+    end_steps: NDArray[np.int64],
+    *,
+    title: str,
+    baselines: Mapping[str, float] | None = None,
+) -> Any:
+    """The matplotlib ``Figure`` of :func:`plot_learning_curve`."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.add_subplot()
+    ylabel = "episode return (s watched)"
     if len(returns):
         window = max(1, len(returns) // 25)
         smooth = _moving_average(returns, window)
         ax.plot(end_steps, returns, ".", ms=2, alpha=0.3, color="tab:blue", label="episode")
         ax.plot(end_steps, smooth, color="tab:red", label=f"moving average ({window} episodes)")
-        # a few very long sessions would flatten the average: cut the axis at the 98th percentile
-        top = max(float(np.quantile(returns, 0.98)), 1.2 * float(smooth.max()))
+        colors = {"random": "tab:gray", "popular": "tab:green"}
+        for name, value in (baselines or {}).items():
+            ax.axhline(
+                value, ls="--", lw=1.2, color=colors.get(name, "k"), label=f"{name}: {value:.1f}"
+            )
+        top = max(
+            float(np.quantile(returns, 0.98)),
+            1.2 * float(smooth.max()),
+            *(1.1 * v for v in (baselines or {}).values()),
+        )
         bottom = min(0.0, float(returns.min()))
         if top > bottom:
             ax.set_ylim(bottom, top)
-        ax.legend(loc="upper left")
+        if above:
+            ylabel += f"\naxis cut at the 98th percentile: {above} episode(s) above"
+        ax.legend(loc="upper left", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no episode completed", ha="center", transform=ax.transAxes)
     ax.set_xlabel("env step")
-    ax.set_ylabel("episode return (s watched)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
+    return fig
 
 
 # --------------------------------------------------------------------------- evaluation
