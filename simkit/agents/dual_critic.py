@@ -159,16 +159,16 @@ class DualCriticConfig:
         BLAS threads while learning (1: small products are fastest single-threaded).
     """
 
-    alpha: float = 0.8
+    alpha: float = 0.9
     gamma: float = 0.9
     gamma_immediate: float = 0.9
     gae_lambda: float = 0.9
-    retention_lambda: float | None = None
+    retention_lambda: float | None = 0.5
     discount_every_request: bool = False
     actor_hidden: tuple[int, ...] = (32,)
     critic_hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
-    actor_lr: float = 0.02
+    actor_lr: float = 0.005
     critic_lr: float = 3e-3
     batch_size: int = 2048
     n_epochs: int = 4
