@@ -163,7 +163,7 @@ class SessionCore:
         else:
             bias = 1.0 / np.log2(np.arange(s) + 2.0)
         self.position_bias = bias[:s].copy()
-        # ensemble spread of the shown items' value: info["spread"], and the reward penalty
+        # members' deviation from the shown items' value: info["spread"], the reward penalty
         from simkit.uncertainty import has_ensemble
 
         if config.uncertainty_penalty > 0 and not has_ensemble(simulator):
@@ -259,10 +259,10 @@ class SessionCore:
         threshold = self.config.long_watch_threshold
         values = values_of_rows(self.sim, x, duration, reward=kind, long_watch_threshold=threshold)
         if self.config.uncertainty_penalty > 0:  # the penalised reward's expectation
-            from simkit.uncertainty import rows_spread
+            from simkit.uncertainty import rows_deviation
 
-            _, spread = rows_spread(
-                self.sim, x, duration, reward=kind, long_watch_threshold=threshold
+            spread = rows_deviation(
+                self.sim, x, duration, reward=kind, long_watch_threshold=threshold, own=values
             )
             values = values - self.config.uncertainty_penalty * spread
         return values
@@ -321,10 +321,10 @@ class SessionCore:
         rewards = np.zeros(state.n)
         rewards[act] = self.reward(result, act)
         if self.with_spread:
-            from simkit.uncertainty import rows_spread
+            from simkit.uncertainty import rows_deviation
 
             kind = self.config.reward if isinstance(self.config.reward, str) else "watch_time"
-            _, spread = rows_spread(
+            spread = rows_deviation(
                 self.sim,
                 result.x_click,
                 self.sim.catalogue.duration[result.items],

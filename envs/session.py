@@ -69,8 +69,8 @@ class SessionEnv(gym.Env[dict[str, NDArray[np.float32]], Any]):
         (1, 0.63, 0.5, ...). Ignored when ``slate_size == 1`` (the single item is examined).
     uncertainty_penalty
         ``c >= 0``: subtract ``c`` times the ensemble spread of the shown items' immediate value
-        from the reward (a pessimistic simulator; needs a simulator fitted with an ensemble,
-        see :func:`simkit.uncertainty.value_spread`). Default 0.
+        around the simulator's own (a pessimistic simulator; needs a simulator fitted with an
+        ensemble, see :func:`simkit.uncertainty.rows_deviation`). Default 0.
     render_mode
         Only ``None`` (no rendering).
 
@@ -108,8 +108,8 @@ class SessionEnv(gym.Env[dict[str, NDArray[np.float32]], Any]):
     - ``click``: 0/1 per position (at most one 1: the cascade stops at the first click);
     - ``watch_time``: seconds watched per position;
     - ``p_continue``: probability that the user stays for another step (float);
-    - ``spread``: with an ensemble, the members' standard deviation of the shown items' expected
-      immediate reward, summed over the slate (float);
+    - ``spread``: with an ensemble, the members' root-mean-square deviation from the simulator's
+      expected immediate reward of the shown items, summed over the slate (float);
     - ``candidate_item_ids``: ids of the K candidates in the returned observation (also the only
       key of the ``reset`` info).
 

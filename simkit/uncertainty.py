@@ -8,7 +8,12 @@ module reads them:
   place of the fitted ones, everything else shared), so any rollout can run under a member;
 - :func:`value_spread` gives, for each session and candidate, the members' mean and standard
   deviation of the expected immediate reward (:func:`simkit.session.values_of_rows`): what the
-  env's ``uncertainty_penalty`` subtracts and what the trust report calls the member spread.
+  trust report calls the member spread;
+- :func:`rows_deviation` gives the members' root-mean-square deviation from the simulator's own
+  value: the spread of the members around the reward the simulator pays, which the env's
+  ``uncertainty_penalty`` subtracts. It grows both where the members disagree with each other
+  and where the simulator's own model disagrees with all of them (a model error on data the
+  bootstrap resamples do not back).
 
 References
 ----------
@@ -33,7 +38,14 @@ from simkit.state import SessionState
 if TYPE_CHECKING:
     from simkit.simulator import Simulator
 
-__all__ = ["has_ensemble", "members", "n_members", "rows_spread", "value_spread"]
+__all__ = [
+    "has_ensemble",
+    "members",
+    "n_members",
+    "rows_deviation",
+    "rows_spread",
+    "value_spread",
+]
 
 
 def n_members(sim: Simulator) -> int:
@@ -108,6 +120,56 @@ def rows_spread(
         ]
     )
     return values.mean(axis=0), values.std(axis=0, ddof=1)
+
+
+def rows_deviation(
+    sim: Simulator,
+    x: NDArray[np.float32],
+    duration: NDArray[np.float64],
+    *,
+    reward: str = "watch_time",
+    long_watch_threshold: float = 60.0,
+    own: NDArray[np.float64] | None = None,
+) -> NDArray[np.float64]:
+    """Members' root-mean-square deviation from the simulator's own immediate value of each row.
+
+    ``sqrt(mean_m (v_m - v)^2)`` with ``v_m`` member ``m``'s value and ``v`` the simulator's:
+    equal to ``sqrt((M - 1) / M * s^2 + (mean_m v_m - v)^2)`` with ``s`` the members' spread
+    (:func:`rows_spread`). A pessimistic reward ``v - c * deviation`` (MOPO's penalty [1]_ around
+    the value the simulator pays) stays near ``v - c * s`` where the simulator agrees with its
+    members and falls toward the members' values where it does not.
+
+    Parameters
+    ----------
+    sim : Simulator
+        A simulator with an ensemble.
+    x : numpy.ndarray of shape (n * K, F)
+        Click-model rows (:meth:`Simulator.click_features`).
+    duration : numpy.ndarray of shape (n, K)
+        Item durations of the rows.
+    reward : str
+        ``"watch_time"``, ``"clicks"`` or ``"long_watch"``.
+    own : numpy.ndarray of shape (n, K), optional
+        The simulator's own values of the rows when already computed.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n, K)
+
+    References
+    ----------
+    .. [1] Yu, Thomas, Yu et al. "MOPO: model-based offline policy optimization." NeurIPS 2020.
+    """
+    threshold = long_watch_threshold
+    if own is None:
+        own = values_of_rows(sim, x, duration, reward=reward, long_watch_threshold=threshold)
+    values = np.stack(
+        [
+            values_of_rows(m, x, duration, reward=reward, long_watch_threshold=threshold)
+            for m in members(sim)
+        ]
+    )
+    return np.sqrt(((values - own) ** 2).mean(axis=0))
 
 
 def value_spread(
