@@ -32,6 +32,7 @@ from scipy.linalg import solve_triangular
 from simkit.session import immediate_values
 from simkit.simulator import Simulator
 from simkit.state import SessionState
+from simkit.threads import blas_threads
 from simkit.uncertainty import value_spread
 from simkit.validation.policies import Policy, PolicyContext, SessionValues, run_in_simulator
 from simkit.validation.sessions import HeldoutSessions
@@ -254,9 +255,10 @@ def policy_coverage(
     threshold, _ = state_support(sim, quantile=state_quantile, reference=reference_states)
     supported = item_support(sim, min_impressions=min_impressions)
     rec = CoverageRecorder(policy, supported, threshold, spread=spread)
-    values = run_in_simulator(
-        sim, rec, held, users, rng=rng, n_candidates=n_candidates, max_steps=max_steps
-    )
+    with blas_threads(1):  # small products beside LightGBM's threads (see simkit.threads)
+        values = run_in_simulator(
+            sim, rec, held, users, rng=rng, n_candidates=n_candidates, max_steps=max_steps
+        )
     n = len(users)
     length = values.length.astype(np.int64)
     item_sum, state_sum, pair_sum = np.zeros(n), np.zeros(n), np.zeros(n)

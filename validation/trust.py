@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 
 from simkit.logs import Logs
 from simkit.simulator import Simulator
+from simkit.threads import blas_threads
 from simkit.uncertainty import has_ensemble, members
 from simkit.validation.confounding import ConfoundingResult, confounding_check
 from simkit.validation.coverage import Coverage, policy_coverage
@@ -261,6 +262,24 @@ def trust_report(
     >>> print(rep.text())                                              # doctest: +SKIP
     """
     th = thresholds or TrustThresholds()
+    # small matrix products beside LightGBM's threads: one BLAS thread (see simkit.threads)
+    with blas_threads(1):
+        report = _measure(
+            simulator, policy, logs, rng, n_sessions, n_candidates, confounding, ope_sessions
+        )
+    return _with_flags(report, th)
+
+
+def _measure(
+    simulator: Simulator,
+    policy: Policy,
+    logs: Logs,
+    rng: np.random.Generator,
+    n_sessions: int,
+    n_candidates: int,
+    confounding: ConfoundingResult | None | bool,
+    ope_sessions: int,
+) -> TrustReport:
     user_rng, run_rng, boot_rng, conf_rng, log_rng, ope_rng = rng.spawn(6)
     held = heldout_sessions(simulator, logs)
     users = held.user_of_session[user_rng.integers(held.n_sessions, size=n_sessions)]
@@ -303,7 +322,7 @@ def trust_report(
     elif confounding is True:
         conf = confounding_check(simulator, logs, rng=conf_rng)
     ope, ope_sim, notes = _off_policy(simulator, policy, held, ope_rng, n_candidates, ope_sessions)
-    report = TrustReport(
+    return TrustReport(
         policy=policy.name,
         value=value,
         value_ci=_interval(values.watch, boot_rng),
@@ -321,7 +340,6 @@ def trust_report(
         n_sessions=n_sessions,
         notes=tuple(notes),
     )
-    return _with_flags(report, th)
 
 
 def _off_policy(
