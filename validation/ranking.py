@@ -174,8 +174,9 @@ def ranking_metrics(
 ) -> tuple[Metric, ...]:
     """Clear-pair share, Kendall, Spearman and relative errors over policies with a reference.
 
-    With ``beyond_noise`` (noisy off-policy references) the error gates read each policy's error
-    beyond its 95% interval (zero when the interval covers zero) instead of the point error.
+    The value errors are the point errors with their 95% intervals. With ``beyond_noise`` (noisy
+    off-policy references) only their gates read each policy's error beyond its 95% interval
+    (zero when the interval covers zero); the figure stays the point error, never zero.
     """
     out: list[Metric] = []
     usable = [p for p in policies if not p.withheld]
@@ -223,31 +224,7 @@ def ranking_metrics(
                 value=float(rho),
             )
         )
-        if beyond_noise:
-            errors = np.array([_excess(p.rel_error[kind]) for p in usable])
-            words = f"{words}, beyond the 95% interval"
-        else:
-            errors = np.array([abs(p.rel_error[kind][0]) for p in usable])
-        worst = usable[int(np.argmax(errors))].name if len(errors) and errors.max() > 0 else ""
-        out.append(
-            Metric.gated(
-                key=f"ranking.mean_error.{kind}",
-                label=f"Mean relative value error ({words})",
-                section="ranking",
-                value=float(errors.mean()) if len(errors) else float("nan"),
-                threshold=gates.value_error_mean_max,
-            )
-        )
-        out.append(
-            Metric.gated(
-                key=f"ranking.max_error.{kind}",
-                label=f"Largest relative value error ({words})",
-                section="ranking",
-                value=float(errors.max()) if len(errors) else float("nan"),
-                threshold=gates.value_error_max_max,
-                note=f"policy {worst}" if worst else "",
-            )
-        )
+        out += _error_metrics(usable, kind, words, gates, beyond_noise)
         logging = [p for p in usable if p.is_logging_model]
         if logging and not beyond_noise:
             value, lo, hi = logging[0].rel_error[kind]
@@ -264,6 +241,86 @@ def ranking_metrics(
                 )
             )
     return tuple(out)
+
+
+def _abs_interval(rel: tuple[float, float, float]) -> tuple[float, float]:
+    """The interval of ``|error|`` from a signed relative error's interval."""
+    _, lo, hi = rel
+    return (min(abs(lo), abs(hi)) if lo * hi > 0 else 0.0), max(abs(lo), abs(hi))
+
+
+def _error_metrics(
+    usable: list[PolicyResult], kind: str, words: str, gates: Gates, beyond_noise: bool
+) -> list[Metric]:
+    """Mean and largest relative value error: point errors with their 95% intervals.
+
+    The figures are always the point errors ``|sim / ref - 1|``; with ``beyond_noise`` only the
+    gates read the error beyond each policy's 95% interval (0 when it covers zero), and the note
+    gives that figure.
+    """
+    nan = float("nan")
+    point = np.array([abs(p.rel_error[kind][0]) for p in usable])
+    bounds = np.array([_abs_interval(p.rel_error[kind]) for p in usable]).reshape(-1, 2)
+    gate_on = np.array([_excess(p.rel_error[kind]) for p in usable]) if beyond_noise else point
+    if not len(point):
+        return [
+            Metric(key=f"ranking.{name}_error.{kind}", label=label, section="ranking", value=nan)
+            for name, label in (
+                ("mean", f"Mean relative value error ({words})"),
+                ("max", f"Largest relative value error ({words})"),
+            )
+        ]
+    worst = int(np.nanargmax(point)) if np.isfinite(point).any() else 0
+    out = []
+    for name, label, value, (lo, hi), gated, threshold, where in (
+        (
+            "mean",
+            f"Mean relative value error ({words})",
+            float(point.mean()),
+            (float(bounds[:, 0].mean()), float(bounds[:, 1].mean())),
+            float(gate_on.mean()),
+            gates.value_error_mean_max,
+            f"over {len(point)} policies; interval: the policies' intervals averaged",
+        ),
+        (
+            "max",
+            f"Largest relative value error ({words})",
+            float(point[worst]),
+            (float(bounds[worst, 0]), float(bounds[worst, 1])),
+            float(gate_on.max()),
+            gates.value_error_max_max,
+            f"policy {usable[worst].name}, signed {usable[worst].rel_error[kind][0]:+.1%}",
+        ),
+    ):
+        if not beyond_noise:
+            out.append(
+                Metric.gated(
+                    key=f"ranking.{name}_error.{kind}",
+                    label=label,
+                    section="ranking",
+                    value=value,
+                    ci_low=lo,
+                    ci_high=hi,
+                    threshold=threshold,
+                    note=where,
+                )
+            )
+            continue
+        out.append(
+            Metric(
+                key=f"ranking.{name}_error.{kind}",
+                label=label,
+                section="ranking",
+                value=value,
+                ci_low=lo,
+                ci_high=hi,
+                threshold=threshold,
+                passed=bool(gated <= threshold) if np.isfinite(gated) else None,
+                note=f"gated on the error beyond the off-policy reference's 95% interval, "
+                f"{gated:.1%} (the reference is too noisy to gate on the point error); {where}",
+            )
+        )
+    return out
 
 
 def policy_ranking(

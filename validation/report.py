@@ -229,6 +229,8 @@ class FidelityReport:
                 lines += [self.ranking.note, ""]
             if _withheld_reasons(self.ranking):
                 lines += [_withheld_summary(self.ranking), ""]
+            if _which_check(self):
+                lines += [_which_check(self), ""]
             lines += [_md_policies(self.ranking), ""]
         lines += ["## Confounding", "", self.confounding.message, ""]
         text = "\n".join(lines)
@@ -337,6 +339,41 @@ def _withheld_reasons(r: RankingResult) -> dict[str, list[str]]:
                 tag = f"{p.name} ({ess})" if ess else p.name
                 reasons.setdefault(f"{what}: {WITHHELD}", []).append(tag)
     return reasons
+
+
+def _which_check(report: FidelityReport) -> str:
+    """Under an off-policy reference: how noisy it is and which check to believe ("" otherwise)."""
+    r = report.ranking
+    if r is None or not r.reference.startswith("off-policy"):
+        return ""
+    width = [
+        1.96 * p.ref_se[k] / abs(p.ref[k])
+        for p in r.policies
+        if not p.withheld
+        for k in ("watch", "clicks")
+        if k in p.ref and p.ref[k] and np.isfinite(p.ref_se[k])
+    ]
+    if not width:
+        return ""
+    w = float(np.mean(width))
+    c = report.confounding
+    state = "it fired on these logs" if c.fired else "it is quiet on these logs"
+    if not c.ran:
+        state = "it could not run on these logs"
+    if w <= report.gates.value_error_mean_max:
+        return (
+            f"The off-policy reference's 95% intervals span +-{w:.0%} of the policies' values on "
+            "average, narrower than the value-error gate: the ranking's value errors can be "
+            f"believed. The confounding check below ({state}) tells whether the logs bias them."
+        )
+    return (
+        f"The off-policy reference is too noisy to gate on: its 95% intervals span +-{w:.0%} of "
+        f"the policies' values on average, wider than the value-error gate "
+        f"({report.gates.value_error_mean_max:.0%}), so the value-error gates read only the error "
+        "beyond the intervals and a simulator far off can still pass them. Believe the "
+        f"confounding check below ({state}) and, for a trained policy, its trust report "
+        "('simkit trust SIM RUN --logs LOGS') over a passing ranking."
+    )
 
 
 def _withheld_summary(r: RankingResult) -> str:
@@ -671,6 +708,7 @@ def _render_html(report: FidelityReport) -> str:
                 _policy_plot(report),
             ),
             f"<p id='withheld'>{esc(_withheld_summary(r))}</p>" if _withheld_reasons(r) else "",
+            f"<p id='which-check'>{esc(_which_check(report))}</p>" if _which_check(report) else "",
             _html_policies(r),
         ]
     parts += [
