@@ -6,11 +6,14 @@ Generates a synthetic log of about 1 million rows, then in one run measures:
 * wall seconds of bare ``lightgbm.train`` with the same parameters on the same feature matrices,
   for the same number of boosting rounds each model actually ran (its trees plus the early-stopping
   patience), without validation sets;
-* their ratio (target: at most 1.5) and the peak memory of the fitting process (target: < 4 GB).
+* their ratio (target: at most 1.5) and the peak memory of the fitting process (target: < 4 GB);
+* wall seconds of an ensemble fit (``fit_simulator`` plus ``--members`` bootstrap members of the
+  three models, ``simkit fit --ensemble M``) beside the single fit: the ratio's target is at
+  most M x 1.2.
 
 Usage::
 
-    python benchmarks/fit.py [--sessions 140000] [--seed 0]
+    python benchmarks/fit.py [--sessions 140000] [--seed 0] [--members 5]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import lightgbm as lgb
 import numpy as np
 
 from simkit.fitters import FitConfig, fit_simulator_with_rows
+from simkit.fitters.ensemble import fit_ensemble
 from simkit.fitters.models import _LightGBMEstimator
 from simkit.logs import read_logs
 from simkit.synthetic import World, WorldConfig
@@ -39,7 +43,7 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _measure(path: Path, items: Path) -> None:
+def _measure(path: Path, items: Path, members: int) -> None:
     """Child process: read, fit, then bare LightGBM on the same rows; peak memory is this process's."""
     logs = read_logs(path, items=items)
     print(f"log: {logs.n_rows:,} rows, {logs.n_sessions:,} sessions")
@@ -84,16 +88,28 @@ def _measure(path: Path, items: Path) -> None:
         f"peak memory of the fitting process: {fit_peak:.0f} MB (after reading the log "
         f"{before_mb:.0f} MB; target < 4096 MB)"
     )
+    # the ensemble fit: the single fit above plus M members on bootstrap resamples of users
+    t = time.perf_counter()
+    fit_ensemble(fitted, logs, n_members=members, config=config, rng=np.random.default_rng(3))
+    members_s = time.perf_counter() - t
+    ensemble_s = fit_s + members_s
+    print(f"ensemble fit, M = {members}:           {ensemble_s:8.1f} s (members {members_s:.1f} s)")
+    print(
+        f"ratio ensemble / single fit:   {ensemble_s / fit_s:8.2f}   (target <= M x 1.2 = "
+        f"{members * 1.2:.1f}; per member {members_s / members / fit_s:.2f} x a single fit)"
+    )
+    print(f"peak memory after the ensemble: {_peak_mb():.0f} MB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=140_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--members", type=int, default=5, help="ensemble size M (5)")
     parser.add_argument("--child", nargs=2, metavar=("LOGS", "ITEMS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _measure(Path(args.child[0]), Path(args.child[1]))
+        _measure(Path(args.child[0]), Path(args.child[1]), args.members)
         return
 
     world = World(WorldConfig(n_users=30_000), rng=np.random.default_rng(args.seed))
@@ -105,7 +121,16 @@ def main() -> None:
         world.items.to_parquet(items_path, index=False)
         # a fresh process, so that the peak memory is the fit's and not the log generator's
         subprocess.run(
-            [sys.executable, __file__, "--child", str(logs_path), str(items_path)], check=True
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(logs_path),
+                str(items_path),
+                "--members",
+                str(args.members),
+            ],
+            check=True,
         )
 
 
