@@ -279,6 +279,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     table = out.with_suffix(".csv")
     write_table_csv(results, table)
     print(f"bar chart written to {out} (table: {table})")
+    if args.logs:
+        from simkit.agents.train import trust_verdicts
+        from simkit.logs import read_logs
+
+        logs = read_logs(args.logs, items=args.items)
+        reports = trust_verdicts(
+            args.simulator, args.agents, logs, rng=np.random.default_rng(args.seed)
+        )
+        print(f"Trust verdicts (held-out logs {args.logs}; details: simkit trust SIM RUN --logs):")
+        for report in reports.values():
+            print(f"  {report.verdict}")
+            print("".join(f"    FLAG ({f.kind}): {f.message}\n" for f in report.flags), end="")
     return 0
 
 
@@ -492,6 +504,8 @@ def _parser() -> argparse.ArgumentParser:
         default="evaluation.png",
         help="bar chart PNG (evaluation.png); the table is also written beside it as CSV",
     )
+    p.add_argument("--logs", help="held-out logs: also print each agent's trust verdict")
+    p.add_argument("--items", help="item catalogue of --logs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
 
