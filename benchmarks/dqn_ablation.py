@@ -69,7 +69,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--eval-every", type=int, default=2_000)
+    parser.add_argument(
+        "--config", type=int, action="append", help="run only these rows (0-based; repeatable)"
+    )
+    parser.add_argument("--no-header", action="store_true")
     args = parser.parse_args()
+    rows = [list(CONFIGS)[i] for i in args.config] if args.config else list(CONFIGS)
+    if not args.no_header:
+        print_header(args)
+    with blas_threads(1):
+        for name in rows:
+            run_row(name, CONFIGS[name], args)
+
+
+def print_header(args: argparse.Namespace) -> None:
     print(
         f"ClickbaitSessionEnv, gamma=0.95, {args.steps} env steps, {args.seeds} seeds, "
         f"{args.num_envs} sessions per vector step; greedy 2.37, optimum 8.75, bar 5.69"
@@ -77,24 +90,25 @@ def main() -> None:
     head = f"{'config':<42} {'final (mean, min-max)':>24} {'steps to greedy':>18} {'steps to 0.65 opt':>20}"
     print(head)
     print("-" * len(head))
-    with blas_threads(1):
-        for name, overrides in CONFIGS.items():
-            t0 = time.process_time()
-            res = [
-                run(overrides, seed, args.steps, args.num_envs, args.eval_every)
-                for seed in range(args.seeds)
-            ]
-            final = np.array([r["final"] for r in res])
 
-            def fmt(key: str, res: list[dict] = res) -> str:
-                return "/".join("-" if r[key] is None else f"{r[key] // 1000}k" for r in res)
 
-            print(
-                f"{name:<42} {final.mean():>8.2f} ({final.min():.2f}-{final.max():.2f})     "
-                f"{fmt('to_greedy'):>18} {fmt('to_bar'):>20}"
-                f"   [{time.process_time() - t0:.0f} s cpu]",
-                flush=True,
-            )
+def run_row(name: str, overrides: dict, args: argparse.Namespace) -> None:
+    t0 = time.process_time()
+    res = [
+        run(overrides, seed, args.steps, args.num_envs, args.eval_every)
+        for seed in range(args.seeds)
+    ]
+    final = np.array([r["final"] for r in res])
+
+    def fmt(key: str) -> str:
+        return "/".join("-" if r[key] is None else f"{r[key] // 1000}k" for r in res)
+
+    print(
+        f"{name:<42} {final.mean():>8.2f} ({final.min():.2f}-{final.max():.2f})     "
+        f"{fmt('to_greedy'):>18} {fmt('to_bar'):>20}"
+        f"   [{time.process_time() - t0:.0f} s cpu]",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ Examples
 >>> buf.add({"x": np.arange(3.0)})
 array([0, 1, 2])
 >>> batch = buf.sample(4, rng=np.random.default_rng(0), beta=0.4)
->>> batch.weights.max()
+>>> float(batch.weights.max())
 1.0
 """
 
