@@ -1,42 +1,46 @@
-"""Speed of the session environments, and their overhead over the bare LightGBM predictions.
+"""Speed and memory of the session environments, as ratios to the model calls they make.
 
-Run ``python benchmarks/env.py`` (``--help`` for options). It loads ``--simulator DIR`` or fits one
-(default :class:`~simkit.fitters.FitConfig`, ``--quick`` for 50 trees) on
-``data_samples/logs.parquet`` + ``data_samples/items.parquet``, or on synthetic logs written to a
-temporary folder when those are absent, then prints, with K = 50 candidates:
+Run ``python benchmarks/env.py --simulator DIR`` (``--help`` for options; without ``--simulator``
+it fits one on ``data_samples/``). It prints, in one run, with K = 50 candidates:
 
-- single env (``gymnasium.make``) steps/s;
-- vector env user-steps/s at N = 1, 64, 1024;
-- the ratio of one vector step at N = 1024 to the bare ``Booster.predict`` time of its models on
-  the very feature batches that step built (click + continuation; also with watch time), for the
-  three candidate samplers and for several thread settings (numpy's BLAS threads vs LightGBM's
-  OpenMP threads).
+- **single env**: the median time of one ``gymnasium.make("simkit/Session-v0")`` step beside the
+  time of its own model calls (click, watch when clicked, continuation) replayed through the
+  single-row path on the very rows the steps built; the ratio step / calls, and steps/s;
+- **vector env**: one step at N = 1024 against bare ``Booster.predict`` on the batches it built
+  (click + continuation; ``all`` also counts watch time), for the three candidate samplers;
+- with ``--items``: for catalogues of 500 to 10^6 items (the simulator's items resampled, with
+  fresh ids, so the models see the same kind of rows), at N = 1024: the uniform sampler's step,
+  its model time and the rest (the non-model cost), the interest sampler's step, the ratios the
+  acceptance names, and the env's memory beyond the simulator (peak traced allocations while it
+  is built and stepped).
 
-Times are medians over interleaved repeats, as wall-clock and as process CPU time: the CPU figure
-is steadier on a shared machine, the wall figure is what a training loop sees.
+Times are medians over repeats; the machine is shared, so read the ratios, which compare figures
+taken side by side.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
 
 import simkit.envs  # noqa: F401  (registers simkit/Session-v0)
-import simkit.models
-from simkit.envs import _core
+import simkit.models as models
+from simkit.envs import SessionVectorEnv
 from simkit.simulator import Simulator
+from simkit.state import Catalogue
 
 REPO = Path(__file__).resolve().parents[1]
 K = 50
+MODELS = ("click", "watch", "cont")
 
 
 def build_simulator(args: argparse.Namespace) -> Simulator:
@@ -52,195 +56,233 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
         from simkit.synthetic import write_samples
 
         tmp = tempfile.TemporaryDirectory()
-        paths = write_samples(tmp.name, n_sessions=args.sessions, rng=np.random.default_rng(0))
+        paths = write_samples(tmp.name, n_sessions=15000, rng=np.random.default_rng(0))
         logs_path, items_path = paths["logs.parquet"], paths["items.parquet"]
     print(f"fitting a simulator on {logs_path} ...", flush=True)
-    t0 = time.perf_counter()
-    config = FitConfig(n_estimators=50) if args.quick else FitConfig()
     sim = fit_simulator(
-        read_logs(logs_path, items=items_path), config, rng=np.random.default_rng(0)
+        read_logs(logs_path, items=items_path),
+        FitConfig(n_estimators=50) if args.quick else FitConfig(),
+        rng=np.random.default_rng(0),
     )
-    print(f"  fitted in {time.perf_counter() - t0:.0f} s")
-    if args.save:
-        sim.save(args.save, overwrite=True)
     if tmp is not None:
         tmp.cleanup()
     return sim
 
 
 class Recorder:
-    """Wrap the boosters' ``predict`` to keep the feature batches a step passes to them."""
+    """Keep the rows each model is called with (both the single-row and the batch path)."""
 
-    def __init__(self, sim: Simulator) -> None:
-        self.batches: dict[str, list[tuple[np.ndarray, dict]]] = {
-            "click": [],
-            "watch": [],
-            "cont": [],
-        }
+    def __init__(self) -> None:
+        self.rows: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
         self.on = False
-        for name, model in (("click", sim.click), ("watch", sim.watch), ("cont", sim.cont)):
-            self._wrap(name, model.booster)
+        self._orig = models._raw_predict
+        self._names: dict[int, str] = {}
 
-    def _wrap(self, name: str, booster: Any) -> None:
-        original = booster.predict
+    def attach(self, sim: Simulator) -> None:
+        self._names = {id(getattr(sim, m).booster): m for m in MODELS}
+        orig, names = self._orig, self._names
 
-        def predict(x: np.ndarray, *a: Any, **kw: Any) -> np.ndarray:
+        def recording(booster: Any, x: np.ndarray) -> np.ndarray:
             if self.on:
-                self.batches[name].append((x, kw))
-            return original(x, *a, **kw)
+                self.rows[names[id(booster)]].append(np.array(x, copy=True))
+            return orig(booster, x)
 
-        booster.predict = predict
-        booster._bare_predict = original
+        models._raw_predict = recording
+
+    def clear(self) -> None:
+        for v in self.rows.values():
+            v.clear()
 
 
-def median_times(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median wall and process-CPU seconds of ``fn``."""
-    wall, cpu = [], []
+def median(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall seconds of ``fn``."""
+    out = []
     for _ in range(repeats):
-        w, c = time.perf_counter(), time.process_time()
+        t = time.perf_counter()
         fn()
-        wall.append(time.perf_counter() - w)
-        cpu.append(time.process_time() - c)
-    return float(np.median(wall)), float(np.median(cpu))
+        out.append(time.perf_counter() - t)
+    return float(np.median(out))
 
 
-def single_env_rate(sim: Simulator, n_steps: int) -> float:
+# ---------------------------------------------------------------- single env
+
+
+def single_env(sim: Simulator, rec: Recorder, n_steps: int) -> dict[str, float]:
+    """Median single-env step vs its own model calls through the single-row path."""
     env = gym.make("simkit/Session-v0", simulator=sim, n_candidates=K)
     env.action_space.seed(0)
     env.reset(seed=0)
-    t0 = time.perf_counter()
-    for _ in range(n_steps):
-        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
+    actions = [env.action_space.sample() for _ in range(n_steps)]
+    for a in actions[:100]:
+        if any(env.step(a)[2:4]):
             env.reset()
-    return n_steps / (time.perf_counter() - t0)
-
-
-def vector_env(sim: Simulator, n: int, **kwargs: Any) -> gym.vector.VectorEnv:
-    envs = gym.make_vec(
-        "simkit/Session-v0",
-        num_envs=n,
-        vectorization_mode="vector_entry_point",
-        simulator=sim,
-        n_candidates=K,
-        **kwargs,
-    )
-    envs.action_space.seed(0)
-    envs.reset(seed=0)
-    return envs
-
-
-def vector_rate(sim: Simulator, n: int, n_steps: int) -> float:
-    envs = vector_env(sim, n)
-    actions = [envs.action_space.sample() for _ in range(n_steps)]
-    for a in actions[:5]:
-        envs.step(a)
-    t0 = time.perf_counter()
+    step_t, call_t = [], []
     for a in actions:
-        envs.step(a)
-    return n * n_steps / (time.perf_counter() - t0)
+        rec.clear()
+        rec.on = True
+        t = time.perf_counter()
+        done = any(env.step(a)[2:4])
+        step_t.append(time.perf_counter() - t)
+        rec.on = False
+        rows = {m: list(v) for m, v in rec.rows.items()}
+
+        def calls(rows: dict[str, list[np.ndarray]] = rows) -> None:
+            for m, batch in rows.items():
+                fast = models._single_row(getattr(sim, m).booster)
+                for x in batch:
+                    fast.predict(x)
+
+        call_t.append(median(calls, 3))
+        if done:
+            env.reset()
+    step, call = float(np.median(step_t)), float(np.median(call_t))
+    return {"step_us": 1e6 * step, "calls_us": 1e6 * call, "ratio": step / call, "rate": 1 / step}
 
 
-def overhead(
+# ---------------------------------------------------------------- vector env
+
+
+def vector_overhead(
     sim: Simulator, rec: Recorder, n: int, n_steps: int, **kwargs: Any
 ) -> dict[str, float]:
-    """Step time at ``n`` users vs bare predict on the batches the same steps built."""
-    envs = vector_env(sim, n, **kwargs)
-    actions = [envs.action_space.sample() for _ in range(n_steps + 5)]
-    for a in actions[:5]:
+    """Median vector step at ``n`` users vs bare predict on the batches the same steps built."""
+    envs = SessionVectorEnv(sim, num_envs=n, n_candidates=K, max_episode_steps=200, **kwargs)
+    envs.action_space.seed(0)
+    envs.reset(seed=0)
+    actions = [envs.action_space.sample() for _ in range(n_steps + 3)]
+    for a in actions[:3]:
         envs.step(a)
-    step_wall, step_cpu, pred = [], [], {"click": [], "watch": [], "cont": []}
-    for a in actions[5:]:
-        for v in rec.batches.values():
-            v.clear()
+    step_t, cc_t, watch_t = [], [], []
+    for a in actions[3:]:
+        rec.clear()
         rec.on = True
-        w, c = time.perf_counter(), time.process_time()
+        t = time.perf_counter()
         envs.step(a)
-        step_wall.append(time.perf_counter() - w)
-        step_cpu.append(time.process_time() - c)
+        step_t.append(time.perf_counter() - t)
         rec.on = False
-        for name, model in (("click", sim.click), ("watch", sim.watch), ("cont", sim.cont)):
-            batches = rec.batches[name]
+        rows = {m: list(v) for m, v in rec.rows.items()}
 
-            def bare(model: Any = model, batches: list = batches) -> None:
-                for x, kw in batches:
-                    model.booster._bare_predict(x, **kw)
+        def bare(names: tuple[str, ...], rows: dict = rows) -> None:
+            for m in names:
+                b = getattr(sim, m).booster
+                for x in rows[m]:
+                    b.predict(x, num_threads=models.predict_threads(len(x)))
 
-            pred[name].append(median_times(bare, 3))
-    med = {k: np.median(np.array(v), axis=0) for k, v in pred.items()}
-    cc_wall = med["click"][0] + med["cont"][0]
-    cc_cpu = med["click"][1] + med["cont"][1]
-    sw, sc = float(np.median(step_wall)), float(np.median(step_cpu))
+        cc_t.append(median(lambda: bare(("click", "cont")), 3))
+        watch_t.append(median(lambda: bare(("watch",)), 3))
+    step, cc, watch = (float(np.median(v)) for v in (step_t, cc_t, watch_t))
     return {
-        "step_ms": 1e3 * sw,
-        "step_cpu_ms": 1e3 * sc,
-        "predict_ms": 1e3 * cc_wall,
-        "predict_cpu_ms": 1e3 * cc_cpu,
-        "watch_ms": 1e3 * med["watch"][0],
-        "ratio": sw / cc_wall,
-        "ratio_cpu": sc / cc_cpu,
-        "ratio_all": sw / (cc_wall + med["watch"][0]),
+        "step_ms": 1e3 * step,
+        "predict_ms": 1e3 * cc,
+        "model_ms": 1e3 * (cc + watch),
+        "ratio": step / cc,
+        "ratio_all": step / (cc + watch),
     }
 
 
-@contextlib.contextmanager
-def settings(blas: int | None, lgbm: int | None, env_blas_limit: bool) -> Iterator[None]:
-    """Process BLAS threads (None: as loaded), LightGBM predict threads (None: simkit's rule),
-    and whether the env scopes its own matrix products to one BLAS thread."""
-    saved_threads, saved_ctx = simkit.models.predict_threads, _core.one_blas_thread
-    if lgbm is not None:
-        simkit.models.predict_threads = lambda n_rows: lgbm
-    if not env_blas_limit:
-        _core.one_blas_thread = contextlib.nullcontext  # type: ignore[assignment]
-    try:
-        with threadpool_limits(blas, user_api="blas") if blas else contextlib.nullcontext():
-            yield
-    finally:
-        simkit.models.predict_threads = saved_threads
-        _core.one_blas_thread = saved_ctx
+# ---------------------------------------------------------------- large catalogues
+
+
+def with_items(sim: Simulator, n_items: int, rng: np.random.Generator) -> Simulator:
+    """``sim`` with its catalogue resampled to ``n_items`` items (fresh ids, same kind of rows)."""
+    cat = sim.catalogue
+    src = rng.integers(sim.n_items, size=n_items)
+    jitter = 0.05 * rng.standard_normal((n_items, cat.dim))
+    emb = np.vstack([cat.embedding[src] + jitter, cat.embedding[-1:]])
+    big = Catalogue(
+        item_ids=np.arange(n_items),
+        embedding=emb,
+        features=np.vstack([cat.features[src], cat.features[-1:]]),
+        duration=np.concatenate([cat.duration[src], cat.duration[-1:]]),
+        log_popularity=np.concatenate([cat.log_popularity[src], cat.log_popularity[-1:]]),
+    )
+    return dataclasses.replace(sim, catalogue=big)
+
+
+def catalogue_table(sim: Simulator, rec: Recorder, sizes: list[int], n: int, n_steps: int) -> None:
+    """The --items table."""
+    print(f"\ncatalogue size at N={n}, K={K} (ms per step; non-model = step - model calls)")
+    print(
+        f"{'items':>9} {'uniform':>8} {'model':>7} {'non-model':>9} {'x500':>6} "
+        f"{'interest':>9} {'int/uni':>7} {'build s':>7} {'env MB':>7}"
+    )
+    base = None
+    for size in sizes:
+        big = sim if size == sim.n_items else with_items(sim, size, np.random.default_rng(size))
+        uni = vector_overhead(big, rec, n, n_steps)
+        non_model = uni["step_ms"] - uni["model_ms"]
+        base = non_model if base is None else base
+        t = time.perf_counter()
+        envs = SessionVectorEnv(big, num_envs=n, n_candidates=K, sampler="interest")
+        build = time.perf_counter() - t
+        envs.action_space.seed(0)
+        envs.reset(seed=0)
+        acts = [envs.action_space.sample() for _ in range(n_steps + 3)]
+        for a in acts[:3]:
+            envs.step(a)
+        inter = []
+        for a in acts[3:]:
+            t = time.perf_counter()
+            envs.step(a)
+            inter.append(time.perf_counter() - t)
+        del envs
+        interest = 1e3 * float(np.median(inter))
+        # memory: everything the env allocates while built and stepped (both samplers), traced
+        tracemalloc.start()
+        for sampler in ("uniform", "interest"):
+            envs = SessionVectorEnv(big, num_envs=n, n_candidates=K, sampler=sampler)
+            envs.reset(seed=0)
+            for a in acts[:5]:
+                envs.step(a)
+            del envs
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(
+            f"{size:>9,} {uni['step_ms']:>8.2f} {uni['model_ms']:>7.2f} {non_model:>9.2f} "
+            f"{non_model / base:>6.2f} {interest:>9.2f} {interest / uni['step_ms']:>7.2f} "
+            f"{build:>7.1f} {peak / 2**20:>7.0f}",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--simulator", help="simulator folder to load instead of fitting one")
-    parser.add_argument("--save", help="save the fitted simulator here for later runs")
     parser.add_argument("--quick", action="store_true", help="fit 50 trees per model")
-    parser.add_argument("--sessions", type=int, default=15000, help="synthetic sessions to fit on")
-    parser.add_argument("--steps", type=int, default=40, help="timed vector steps per figure")
+    parser.add_argument("--steps", type=int, default=20, help="timed vector steps per figure")
+    parser.add_argument("--single-steps", type=int, default=2000, help="timed single-env steps")
+    parser.add_argument(
+        "--items",
+        nargs="*",
+        type=int,
+        help="print the catalogue table (default sizes 500 10000 100000 1000000)",
+    )
     args = parser.parse_args(argv)
 
     sim = build_simulator(args)
-    trees = {m: getattr(sim, m).booster.num_trees() for m in ("click", "watch", "cont")}
+    trees = {m: getattr(sim, m).booster.num_trees() for m in MODELS}
     print(f"simulator: {sim.n_items} items, d={sim.catalogue.dim}, trees {trees}")
-    blas = [f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()]
-    print(f"thread pools as loaded: {', '.join(blas)}")
-    rec = Recorder(sim)
+    rec = Recorder()
+    rec.attach(sim)
 
-    print(f"\nsingle env (gymnasium.make, K={K}): {single_env_rate(sim, 2000):,.0f} steps/s")
-    for n in (1, 64, 1024):
-        steps = max(args.steps, 2000 // n)
-        print(f"vector env N={n:>4}: {vector_rate(sim, n, steps):>10,.0f} user-steps/s")
-
+    r = single_env(sim, rec, args.single_steps)
+    print(
+        f"\nsingle env (gymnasium.make, K={K}): step {r['step_us']:.0f} us, its model calls "
+        f"through the single-row path {r['calls_us']:.0f} us: ratio {r['ratio']:.1f} "
+        f"({r['rate']:,.0f} steps/s)"
+    )
     print("\none vector step at N=1024 vs bare Booster.predict on the same batches")
-    print("(ratio = step / (click + continue predict); ratio_all also counts the watch model)")
-    header = f"{'setting':<44} {'step ms':>8} {'pred ms':>8} {'ratio':>6} {'cpu':>6} {'all':>6}"
-    print(header)
-    rows = [
-        ("uniform, defaults", {}, {}),
-        ("popularity, defaults", {"sampler": "popularity"}, {}),
-        ("interest, defaults", {"sampler": "interest"}, {}),
-        ("slate_size=5, uniform, defaults", {"slate_size": 5}, {}),
-        ("uniform, LightGBM 2 threads", {}, {"lgbm": 2}),
-        ("interest, BLAS 1 thread process-wide", {"sampler": "interest"}, {"blas": 1}),
-        ("interest, no env BLAS limit (2 threads)", {"sampler": "interest"}, {"limit": False}),
-    ]
-    for label, kwargs, s in rows:
-        with settings(s.get("blas"), s.get("lgbm"), s.get("limit", True)):
-            r = overhead(sim, rec, 1024, args.steps, **kwargs)
+    print(f"{'sampler':<12} {'step ms':>8} {'pred ms':>8} {'ratio':>6} {'all':>6}")
+    for sampler in ("uniform", "popularity", "interest"):
+        v = vector_overhead(sim, rec, 1024, args.steps, sampler=sampler)
         print(
-            f"{label:<44} {r['step_ms']:>8.2f} {r['predict_ms']:>8.2f} {r['ratio']:>6.2f} "
-            f"{r['ratio_cpu']:>6.2f} {r['ratio_all']:>6.2f}"
+            f"{sampler:<12} {v['step_ms']:>8.2f} {v['predict_ms']:>8.2f} {v['ratio']:>6.2f} "
+            f"{v['ratio_all']:>6.2f}",
+            flush=True,
         )
+    if args.items is not None:
+        sizes = args.items or [sim.n_items, 10_000, 100_000, 1_000_000]
+        catalogue_table(sim, rec, sizes, 1024, args.steps)
 
 
 if __name__ == "__main__":
