@@ -199,7 +199,7 @@ def test_chromium_shows_a_failing_banner_naming_the_gates(tmp_path: Path) -> Non
 
     page = tmp_path / "report.html"
     _report(FAILING).to_html(page)
-    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    base = [str(_chromium()), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     dom = subprocess.run(
         [*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
     ).stdout
