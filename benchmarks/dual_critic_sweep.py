@@ -6,7 +6,7 @@ session next to the acceptance lines: R1 (return days <= 1.15 x best constant, d
 (alpha = 0: return days >= 2.5, clicks/session >= 4.0). The last column says whether the row passes
 R1 (or R2 for alpha = 0).
 
-    python benchmarks/dual_critic_sweep.py                       # the default grid, seeds 0-3
+    python benchmarks/dual_critic_sweep.py        # the agent's defaults and alpha = 0, seeds 0-7
     python benchmarks/dual_critic_sweep.py --alpha 0.8 0.9 --retention-lambda 0.9 0.5 \
         --budget 60000 120000 --seeds 0 1 2 3 4
 """
@@ -19,21 +19,24 @@ import time
 
 import numpy as np
 
-from simkit.agents.dual_critic import DualCritic
+from simkit.agents.dual_critic import DualCritic, DualCriticConfig
 from simkit.agents.retention_problem import RetentionTestVectorEnv, evaluate_retention
 
 BEST_CONSTANT_DAYS = 1.71
+DEFAULTS = DualCriticConfig()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alpha", type=float, nargs="+", default=[0.0, 0.8, 0.9, 0.95])
-    parser.add_argument("--retention-lambda", type=float, nargs="+", default=[0.9])
-    parser.add_argument("--actor-lr", type=float, nargs="+", default=[0.02])
-    parser.add_argument("--kappa", type=float, nargs="+", default=[1.0])
-    parser.add_argument("--entropy", type=float, nargs="+", default=[0.0])
-    parser.add_argument("--budget", type=int, nargs="+", default=[60_000, 120_000])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--alpha", type=float, nargs="+", default=[0.0, DEFAULTS.alpha])
+    parser.add_argument(
+        "--retention-lambda", type=float, nargs="+", default=[DEFAULTS.retention_lambda]
+    )
+    parser.add_argument("--actor-lr", type=float, nargs="+", default=[DEFAULTS.actor_lr])
+    parser.add_argument("--kappa", type=float, nargs="+", default=[DEFAULTS.soft_kappa])
+    parser.add_argument("--entropy", type=float, nargs="+", default=[DEFAULTS.entropy_coef])
+    parser.add_argument("--budget", type=int, nargs="+", default=[120_000])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     parser.add_argument(
         "--every-request",
         action="store_true",

@@ -33,9 +33,9 @@ of the actor's update.
 - for the bias between groups, each group's ``r_T`` is divided by the running root-mean-square of
   that group's ``r_T`` (the critic's units; :meth:`DualCritic.retention_value` returns days), and
   ``A_T`` is normalised within each group before mixing (``group_advantages``), so that frequent
-  users, whose returning time varies little in days, still weigh in the retention signal. Without
-  the latter, some seeds of the test problem leave the high-activity group on clickbait
-  (``benchmarks/dual_critic_sweep.py --no-group-advantages``).
+  users, whose returning time varies little in days, still weigh in the retention signal (with a
+  four times larger actor step, one seed of the test problem otherwise left its high-activity
+  group on clickbait; at the default step both pass, ``benchmarks/dual_critic_sweep.py``).
 
 **What the agent reads from the env.** Observations ``{"user": (d_u,), "candidates": (K, d_c)}``
 and a ``Discrete(K)`` action space, or the same batched over the users of a Gymnasium vector env
@@ -157,6 +157,12 @@ class DualCriticConfig:
         Update the actor; False evaluates the critics of a fixed policy.
     blas_threads : int or None
         BLAS threads while learning (1: small products are fastest single-threaded).
+
+    Notes
+    -----
+    The actor step is small because larger ones make the policy swing between the retention
+    optimum and the click optimum faster than the critics follow (``benchmarks/
+    dual_critic_sweep.py``).
     """
 
     alpha: float = 0.9

@@ -3,6 +3,8 @@
 :class:`RetentionTestEnv` is the test problem of the retention agent (it is not the product env
 ``simkit/Retention-v0``, which runs a fitted simulator). One episode is one user over
 ``n_sessions`` sessions; one step is one request inside a session.
+:class:`RetentionTestVectorEnv` steps many users at once through the same batched core (the
+single env is that core at one user), with Gymnasium's ``NEXT_STEP`` autoreset.
 
 - Users belong to one of two activity groups, drawn with equal probability at ``reset``: "high"
   (base next-day return probability 0.75) and "low" (0.35).
