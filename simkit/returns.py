@@ -42,6 +42,7 @@ from simkit.state import (
     initial_state,
     long_term_interest,
     record_clicks,
+    return_feature_names,
     return_features,
 )
 
@@ -85,6 +86,14 @@ def return_model_of(sim: Simulator, what: str) -> ReturnModel:
             "was fitted from logs without a 'timestamp' column (or from an older simkit), so the "
             "gaps between a user's sessions are unknown. Refit it from logs that carry the time "
             "of every impression (simkit fit LOGS with a timestamp column)."
+        )
+    expected = [*return_feature_names(sim.spec), "gap_bucket"]
+    found = list(model.booster.feature_name())
+    if found != expected:
+        raise NoReturnModelError(
+            f"{what} needs a return-time model on the features {expected[-4:]} (last four of "
+            f"{len(expected)}), but this simulator's was fitted on {found[-4:]} (last four of "
+            f"{len(found)}) by an older simkit. Refit the simulator (simkit fit LOGS)."
         )
     return model
 

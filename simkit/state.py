@@ -459,7 +459,7 @@ def continue_features(state: SessionState) -> NDArray[np.float32]:
 
 # --------------------------------------------------------------------------- between sessions
 
-HISTORY_NAMES = ("sessions_per_day", "gap_count", "mean_log_gap", "last_log_gap")
+HISTORY_NAMES = ("sessions_per_day",)
 """History columns of :func:`return_features` (after the continuation features and item means)."""
 RATE_PRIOR_DAYS = 7.0
 """Days of the pseudo-record (one session) behind the sessions-per-day rate of a user's record."""
