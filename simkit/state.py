@@ -603,22 +603,17 @@ def return_features(x_continue: NDArray[np.float32], history: UserHistory) -> ND
     ``x_continue`` are the continuation features of the state after the session's last step
     (:func:`continue_features`) without ``hist_n`` (a click count that keeps growing, unlike any
     training value, once a simulated user outlives the log); then the mean catalogue features of the items clicked in the
-    session (NaN without a click) and the user's record: sessions per day of record, with a prior
-    of one session per :data:`RATE_PRIOR_DAYS` days, the number of gaps (capped at 8) and the mean and latest ``log1p`` gap (NaN
-    without one). The record enters only through rates, means and a capped count, which stay in
-    the range of the training log when a simulated user carries its record beyond the log's span.
+    session (NaN without a click) and the user's record as one rate: sessions per day of record
+    with a prior of :data:`RATE_PRIOR_DAYS` days (events over exposure, the censored time since
+    the last return included, as the maximum-likelihood rate of a Poisson process). Counts of
+    gaps and the completed gaps themselves are left out: a log's window completes only the
+    shorter gaps and caps the count, so they shift once a simulated user's record runs past the
+    log's span.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         means = history.item_sum / history.session_clicks[:, None]
-        mean_gap = history.gap_log_sum / history.n_gaps
     means[history.session_clicks == 0] = np.nan
-    mean_gap[history.n_gaps == 0] = np.nan
-    cols = (
-        history.n_sessions / (history.hours / 24.0 + RATE_PRIOR_DAYS),
-        np.minimum(history.n_gaps, 8.0),
-        mean_gap,
-        history.last_log_gap,
-    )
+    cols = (history.n_sessions / (history.hours / 24.0 + RATE_PRIOR_DAYS),)
     x = np.asarray(x_continue, np.float32)
     hist_col = x.shape[1] - len(CONTINUE_NAMES) + CONTINUE_NAMES.index("hist_n")
     x = np.delete(x, hist_col, axis=1)
