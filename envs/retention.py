@@ -17,7 +17,9 @@ References
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -33,7 +35,7 @@ from simkit.returns import EpisodeEvents, Episodes, after_step, return_model_of
 from simkit.session import StepResult, Streams
 from simkit.simulator import Simulator
 
-__all__ = ["RetentionEnv", "RetentionVectorEnv"]
+__all__ = ["RetentionEnv", "RetentionFigures", "RetentionRecorder", "RetentionVectorEnv"]
 
 _STEP_KEYS = ("item_ids", "p_click", "examined", "click", "watch_time", "p_continue")
 
@@ -513,3 +515,101 @@ def _first_info(info: dict[str, Any]) -> dict[str, Any]:
             v = bool(v)
         out[key] = v
     return out
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _mean_ci(x: NDArray[np.float64]) -> tuple[float, float, float]:
+    """Mean and its normal-approximation 95% interval (NaN when fewer than two values)."""
+    if len(x) < 2:
+        return (float(x.mean()) if len(x) else math.nan, math.nan, math.nan)
+    half = 1.96 * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return float(x.mean()), float(x.mean()) - half, float(x.mean()) + half
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionFigures:
+    """Retention figures of evaluated ``simkit/Retention-v0`` episodes (one user each).
+
+    Attributes
+    ----------
+    sessions
+        Sessions of each user over the horizon.
+    return_days
+        Mean gap (days) between the sessions of each user with at least one return (NaN
+        otherwise): RLUR's returning time (Cai et al. 2023).
+    day1
+        The user started a session on day 1 (24 to 48 hours after the episode began).
+    watch, clicks
+        Seconds watched and clicks of each user over the horizon.
+    """
+
+    sessions: NDArray[np.int64]
+    return_days: NDArray[np.float64]
+    day1: NDArray[np.bool_]
+    watch: NDArray[np.float64]
+    clicks: NDArray[np.float64]
+
+    def summary(self) -> dict[str, tuple[float, float, float]]:
+        """``(mean, 95% low, 95% high)`` of sessions per user, return days (over users who came
+        back), day-1 retention and watch and clicks per user (normal approximation)."""
+        back = self.return_days[np.isfinite(self.return_days)]
+        return {
+            "sessions_per_user": _mean_ci(self.sessions.astype(np.float64)),
+            "return_days": _mean_ci(back),
+            "day1_retention": _mean_ci(self.day1.astype(np.float64)),
+            "watch_per_user": _mean_ci(self.watch),
+            "clicks_per_user": _mean_ci(self.clicks),
+        }
+
+
+class RetentionRecorder(gym.Wrapper):  # type: ignore[type-arg]
+    """Records the retention figures of every completed episode of a ``simkit/Retention-v0`` env.
+
+    Reads ``info``'s ``session_index``, ``gap`` (days), ``day`` and ``watch_time``/``click``;
+    :meth:`pop_figures` gives them as :class:`RetentionFigures`.
+
+    Examples
+    --------
+    >>> env = RetentionRecorder(gym.make("simkit/Retention-v0", simulator="sim/"))  # doctest: +SKIP
+    """
+
+    def __init__(self, env: gym.Env) -> None:  # type: ignore[type-arg]
+        super().__init__(env)
+        self._done: list[tuple[int, float, bool, float, float]] = []
+        self._open()
+
+    def _open(self) -> None:
+        self._sessions, self._day1, self._watch, self._clicks = 1, False, 0.0, 0.0
+        self._gaps: list[float] = []
+
+    def reset(self, **kwargs: Any) -> Any:
+        self._open()
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._sessions = max(self._sessions, int(info["session_index"]) + 1)
+        if "gap" in info:
+            self._gaps.append(float(info["gap"]))
+        self._day1 = self._day1 or int(info["day"]) == 1
+        self._watch += float(np.sum(info.get("watch_time", 0.0)))
+        self._clicks += float(np.sum(info.get("click", 0.0)))
+        if terminated or truncated:
+            mean_gap = float(np.mean(self._gaps)) if self._gaps else math.nan
+            self._done.append((self._sessions, mean_gap, self._day1, self._watch, self._clicks))
+            self._open()
+        return obs, reward, terminated, truncated, info
+
+    def pop_figures(self) -> RetentionFigures:
+        """The figures of the episodes completed since the last call (which are then forgotten)."""
+        done, self._done = self._done, []
+        cols: list[Any] = list(zip(*done)) if done else [()] * 5
+        return RetentionFigures(
+            sessions=np.asarray(cols[0], dtype=np.int64),
+            return_days=np.asarray(cols[1], dtype=np.float64),
+            day1=np.asarray(cols[2], dtype=bool),
+            watch=np.asarray(cols[3], dtype=np.float64),
+            clicks=np.asarray(cols[4], dtype=np.float64),
+        )

@@ -261,7 +261,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from simkit.agents.train import evaluate_runs, format_table, plot_comparison, write_table_csv
+    from simkit.agents.train import (
+        evaluate_runs,
+        format_retention_table,
+        format_table,
+        plot_comparison,
+        write_table_csv,
+    )
     from simkit.artifacts import check_output_file
 
     check_output_file(args.out, suffixes=(".csv",))
@@ -272,8 +278,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         rng=np.random.default_rng(args.seed),
         n_candidates=args.candidates,
         progress=not args.quiet,
+        env_id=None if args.env is None else f"simkit/{args.env.capitalize()}-v0",
     )
     print(format_table(results))
+    retention = format_retention_table(results)
+    if retention.count("\n"):
+        print("retention over each user's horizon (simkit/Retention-v0):")
+        print(retention)
     out = Path(args.out)
     plot_comparison(results, out)
     table = out.with_suffix(".csv")
@@ -495,6 +506,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run folders of 'simkit train'",
     )
     p.add_argument("--episodes", type=_positive, default=1000, help="episodes per agent (1000)")
+    p.add_argument(
+        "--env",
+        choices=("session", "retention"),
+        help="simkit/Session-v0 or simkit/Retention-v0 (default: where the runs were trained); "
+        "retention adds sessions per user, return days and day-1 retention",
+    )
     p.add_argument("--seed", type=_seed, default=0, help="seed of the simulated users (0)")
     p.add_argument(
         "--candidates", type=int, help="candidates per step (default: the runs' own setting)"

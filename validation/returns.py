@@ -24,18 +24,27 @@ References
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
+from simkit.candidates import uniform_candidates
 from simkit.logs import Logs
 from simkit.returns import ReturnModel, run_days, timed_sessions
+from simkit.session import advance
 from simkit.simulator import Simulator, UserBatch
+from simkit.state import UserHistory, between_sessions, record_clicks
 from simkit.validation.fidelity import percentile_interval
 from simkit.validation.gates import Gates, Metric
 from simkit.validation.policies import Policy, PolicyContext, choose
 
-__all__ = ["return_fidelity"]
+if TYPE_CHECKING:
+    from simkit.synthetic import World
+    from simkit.synthetic_time import RetentionValue
+
+__all__ = ["return_fidelity", "run_days_in_world"]
 
 
 def _ks(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
@@ -193,3 +202,111 @@ def _new_users(sim: Simulator, holdout: Logs, ts, n_users: int) -> UserBatch:  #
         hist_n=np.zeros(n_users),
         features=feats,
     )
+
+
+def run_days_in_world(
+    world: World,
+    sim: Simulator,
+    policy: Policy,
+    world_users: NDArray[np.int64],
+    sim_users: UserBatch,
+    *,
+    days: float,
+    rng: np.random.Generator,
+    n_candidates: int = 20,
+) -> RetentionValue:
+    """Run ``policy`` in the synthetic world over days, keeping simkit's state alongside the world's.
+
+    The world's users (``world_users``, distinct 0-based rows) live their sessions and return gaps
+    by the world's own return process (:func:`simkit.synthetic_time.run_timeline`, all users start
+    a session at hour 0). simkit's state of each user (``sim_users``, aligned) moves with the
+    world's responses (:func:`simkit.session.advance`), and between two sessions by
+    :func:`simkit.state.between_sessions` with the gap the world took, exactly as in
+    ``simkit/Retention-v0``; the policy sees that state and ``n_candidates`` uniform candidates,
+    as in the env, so an agent trained in the simulator acts in the world on what it would see.
+
+    Returns
+    -------
+    simkit.synthetic_time.RetentionValue
+        The world's per-user and per-session figures (true sessions, gaps, watch).
+
+    Raises
+    ------
+    ValueError
+        When ``world_users`` repeat or do not align with ``sim_users``.
+    """
+    from simkit.synthetic_time import retention_value, run_timeline
+    from simkit.threads import blas_threads
+
+    world_users = np.asarray(world_users, dtype=np.int64)
+    n = len(world_users)
+    if len(np.unique(world_users)) != n or len(sim_users.rows) != n:
+        raise ValueError(
+            f"run_days_in_world needs distinct world users aligned with sim_users; got {n} world "
+            f"users ({n - len(np.unique(world_users))} repeated) and {len(sim_users.rows)} "
+            "simulator users."
+        )
+    cand_rng, choice_rng, response_rng, time_rng, gap_rng = rng.spawn(5)
+    cat = sim.catalogue
+    slot_of = np.full(world.config.n_users, -1, np.int64)
+    slot_of[world_users] = np.arange(n)
+    rows_of_world = cat.rows(world.item_ids)
+    state = sim.initial_state(sim_users)
+    hist = UserHistory.empty(n, cat.dim, cat.features.shape[1])
+    k, m = sim.dynamics.shrinkage, sim.dynamics.prior
+    hist.n_clicks[:] = np.expm1(sim_users.hist_n)
+    hist.click_sum[:] = sim_users.z0 * (hist.n_clicks + k)[:, None] - k * m
+    begun = np.zeros(n, dtype=bool)
+    pending = np.zeros(n, dtype=bool)  # a later session whose gap is not in the record yet
+    first_s, last_s = np.zeros(n), np.zeros(n)  # first and latest impression of the session
+    served: dict[str, Any] = {}
+
+    def chooser(wstate: Any) -> tuple[NDArray[np.int64], None]:
+        slots = slot_of[wstate.user]
+        again = slots[(wstate.step == 0) & begun[slots]]
+        if len(again):  # the gap is added when its first impression is recorded
+            sub = hist.take(again)
+            nxt = between_sessions(
+                state.take(again), sub, np.zeros(len(again)),
+                (last_s[again] - first_s[again]) / 3600.0, dynamics=sim.dynamics,
+                n_items=sim.n_items,
+            )  # fmt: skip
+            hist.put(again, sub)
+            state.put(again, nxt)
+            pending[again] = True
+        begun[slots] = True
+        cands = rows_of_world[
+            uniform_candidates(len(slots), len(world.item_ids), n_candidates, rng=cand_rng)
+        ]
+        sub_state = state.take(slots)
+        idx = choose(policy, PolicyContext(sim, sub_state, cands), rng=choice_rng)
+        items = cands[np.arange(len(slots)), idx]
+        served.update(slots=slots, state=sub_state, items=items)
+        return world_rows_of_sim[items], None
+
+    world_rows_of_sim = np.full(sim.n_items + 1, -1, np.int64)
+    world_rows_of_sim[rows_of_world] = np.arange(len(world.item_ids))
+
+    def record(session, step, items, click, watch, prop, p_click, p_cont, seconds) -> None:  # type: ignore[no-untyped-def]
+        slots, sub_state = served["slots"], served["state"]
+        opened = pending[slots] & (step == 0)
+        later = slots[opened]
+        if len(later):
+            gap = (seconds[opened] - last_s[later]) / 3600.0
+            hist.hours[later] += gap
+            hist.gap_log_sum[later] += np.log1p(gap)
+            hist.last_log_gap[later] = np.log1p(gap)
+            pending[later] = False
+        new = step == 0
+        first_s[slots[new]] = seconds[new]
+        last_s[slots] = seconds
+        advance(sub_state, sim, served["items"][:, None], click[:, None], watch[:, None])
+        state.put(slots, sub_state)
+        record_clicks(hist, cat, slots, served["items"], click)
+
+    with blas_threads(1):
+        sessions = run_timeline(
+            world, world_users, np.zeros(n), days * 24.0, chooser,
+            streams=(response_rng, time_rng, gap_rng), record=record,
+        )  # fmt: skip
+    return retention_value(world_users, sessions, days=days)

@@ -121,8 +121,8 @@ AGENTS: dict[str, AgentSpec] = {
             "dual-critic",
             "simkit.agents.dual_critic:DualCritic",
             "online",
-            "RLUR dual critic for retention (Cai et al. 2023); trains in its retention test problem",
-            env="simkit/RetentionTest-v0",
+            "RLUR dual critic for retention (Cai et al. 2023); trains in simkit/Retention-v0",
+            env="simkit/Retention-v0",
         ),
         AgentSpec(
             "drl-put",

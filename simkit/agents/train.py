@@ -53,11 +53,13 @@ from simkit.errors import ArtifactError, ConfigError
 __all__ = [
     "AGENT_NAMES",
     "EpisodeRecorder",
+    "RetentionResult",
     "TrainResult",
     "baseline_returns",
     "learning_summary",
     "evaluate_runs",
     "trust_verdicts",
+    "format_retention_table",
     "format_table",
     "make_agent",
     "make_env",
@@ -76,8 +78,14 @@ AGENT_NAMES = agent_names()
 # --------------------------------------------------------------------------- env and agents
 
 
-def make_env(simulator: Any, *, n_candidates: int = 50) -> gym.Env:
-    """The session env ``simkit/Session-v0`` over ``simulator`` (a Simulator or a folder path).
+SIMULATOR_ENVS = ("simkit/Session-v0", "simkit/Retention-v0")
+"""Env ids :func:`train_agent` builds over a simulator (the retention env needs a return model)."""
+
+
+def make_env(
+    simulator: Any, *, n_candidates: int = 50, env_id: str = "simkit/Session-v0"
+) -> gym.Env:
+    """The env ``env_id`` (one of :data:`SIMULATOR_ENVS`) over ``simulator`` (Simulator or path).
 
     Raises
     ------
@@ -86,13 +94,13 @@ def make_env(simulator: Any, *, n_candidates: int = 50) -> gym.Env:
     ConfigError
         When ``n_candidates`` does not fit the simulator.
     """
-    import simkit.envs  # noqa: F401  (registers simkit/Session-v0)
+    import simkit.envs  # noqa: F401  (registers simkit/Session-v0 and simkit/Retention-v0)
 
-    return gym.make("simkit/Session-v0", simulator=simulator, n_candidates=n_candidates)
+    return gym.make(env_id, simulator=simulator, n_candidates=n_candidates)
 
 
 def _session_agents() -> list[str]:
-    return [name for name, spec in AGENTS.items() if spec.env == "simkit/Session-v0"]
+    return [name for name, spec in AGENTS.items() if spec.env in SIMULATOR_ENVS]
 
 
 def make_agent(name: str, env: gym.Env, *, simulator_path: str | os.PathLike[str]) -> Any:
@@ -259,9 +267,9 @@ def train_agent(
     >>> res.returns[-200:].mean()                                          # doctest: +SKIP
     """
     spec = agent_spec(agent)
-    if spec.env != "simkit/Session-v0":
+    if spec.env not in SIMULATOR_ENVS:
         raise ConfigError(
-            f"Agent {agent!r} trains in {spec.env}, not in a simulator's session env; "
+            f"Agent {agent!r} trains in {spec.env}, not in an env over a simulator; "
             f"'simkit train SIM_DIR' trains session agents ({', '.join(_session_agents())}). "
             f"Train {agent!r} from Python (see the {spec.target.partition(':')[0]} module)."
         )
@@ -270,7 +278,7 @@ def train_agent(
     sim_dir = Path(simulator_dir).resolve()
     out = Path(out)
     _check_out(out, overwrite)  # before the slow part
-    env = EpisodeRecorder(make_env(sim_dir, n_candidates=n_candidates))
+    env = EpisodeRecorder(make_env(sim_dir, n_candidates=n_candidates, env_id=spec.env))
     policy = make_agent(agent, env, simulator_path=sim_dir)
     start = time.perf_counter()
     diag = Diagnostics()
@@ -313,7 +321,8 @@ def train_agent(
         "n_steps": int(n_steps),
         "n_candidates": int(n_candidates),
         "max_episode_steps": env.spec.max_episode_steps if env.spec is not None else None,
-        "reward": "watch_time",
+        "env": spec.env,
+        "reward": "watch_time" if spec.env == "simkit/Session-v0" else "clicks - gap_days",
         **dict(record or {}),
         "agent_config": config_to_json(policy.config),
         "episodes": len(returns),
@@ -525,8 +534,12 @@ def evaluate_runs(
     rng: np.random.Generator,
     n_candidates: int | None = None,
     progress: bool = False,
+    env_id: str | None = None,
 ) -> dict[str, EvaluationResult]:
     """Evaluate saved agents in the simulator with :func:`simkit.agents.base.evaluate`.
+
+    In ``simkit/Retention-v0`` each result is a :class:`RetentionResult` that also holds the
+    retention figures (sessions per user, return days, day-1 retention, watch).
 
     Every agent meets the same stream of users (the env is seeded identically for each).
 
@@ -542,6 +555,9 @@ def evaluate_runs(
         Candidates per step; by default the runs' own (they must agree).
     progress : bool
         Show a progress bar of episodes.
+    env_id : str, optional
+        One of :data:`SIMULATOR_ENVS`; by default the env the runs were trained in (``run.json``),
+        ``simkit/Retention-v0`` when any of them was.
 
     Returns
     -------
@@ -575,6 +591,11 @@ def evaluate_runs(
                 "--candidates K to evaluate them all with K candidates."
             )
         n_candidates = ks.pop() if ks else 50
+    if env_id is None:
+        trained_in = {s.get("env", "simkit/Session-v0") for s, _ in read}
+        env_id = "simkit/Retention-v0" if "simkit/Retention-v0" in trained_in else SIMULATOR_ENVS[0]
+    if env_id not in SIMULATOR_ENVS:
+        raise ConfigError(f"env_id must be one of {SIMULATOR_ENVS}; got {env_id!r}.")
     names = [Path(r).resolve().name for r in runs]
     labels = names if len(set(names)) == len(names) else [str(r) for r in runs]
     bar: Any = None
@@ -583,7 +604,7 @@ def evaluate_runs(
 
         bar = tqdm(total=episodes * len(agents), desc="evaluate", unit="episode")
     env = EpisodeRecorder(
-        make_env(Path(simulator_dir).resolve(), n_candidates=n_candidates),
+        _evaluation_env(Path(simulator_dir).resolve(), n_candidates, env_id),
         on_episode=None if bar is None else (lambda r, n: bar.update()),
     )
     for agent in agents:
@@ -597,10 +618,52 @@ def evaluate_runs(
                 if bar is not None:
                     bar.set_postfix_str(label)
                 results[label] = evaluate(env, agent, episodes, rng=copy.deepcopy(common))
+                if hasattr(env.env, "pop_figures"):  # simkit/Retention-v0's RetentionRecorder
+                    results[label] = RetentionResult(
+                        **vars(results[label]), retention=env.env.pop_figures()
+                    )
     finally:
         if bar is not None:
             bar.close()
     return results
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionResult(EvaluationResult):
+    """An :class:`~simkit.agents.base.EvaluationResult` in ``simkit/Retention-v0`` with the
+    retention figures of its episodes (:class:`simkit.envs.retention.RetentionFigures`)."""
+
+    retention: Any
+
+
+def _evaluation_env(sim_dir: Path, n_candidates: int, env_id: str) -> gym.Env:
+    env = make_env(sim_dir, n_candidates=n_candidates, env_id=env_id)
+    if env_id == "simkit/Retention-v0":
+        from simkit.envs.retention import RetentionRecorder
+
+        return RetentionRecorder(env)
+    return env
+
+
+def format_retention_table(results: Mapping[str, EvaluationResult]) -> str:
+    """Plain-text table of the retention figures of :class:`RetentionResult` rows, 95% CIs."""
+    heads = ("sessions/user", "return days", "day-1 retention", "watch/user (s)")
+    keys = ("sessions_per_user", "return_days", "day1_retention", "watch_per_user")
+    rows = [("agent", *(h for head in heads for h in (head, "95% CI")))]
+    for label, r in results.items():
+        if isinstance(r, RetentionResult):
+            fig = r.retention.summary()
+            cells = []
+            for key in keys:
+                mean, lo, hi = fig[key]
+                digits = 0 if key == "watch_per_user" else 3
+                cells += [f"{mean:.{digits}f}", _ci((lo, hi), digits)]
+            rows.append((label, *cells))
+    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths)))
+        for row in rows
+    )
 
 
 def trust_verdicts(
