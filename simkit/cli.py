@@ -205,6 +205,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from simkit.agents.train import train_agent
 
+    if args.logs is not None or args.top_k is not None:
+        return _train_from_logs(args)
     result = train_agent(
         args.simulator,
         args.agent,
@@ -229,6 +231,47 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("  no episode completed: raise --steps")
     print(f"  wrote {out / 'agent'}, {out / 'curve.csv'}, {out / 'curve.png'}, {out / 'run.json'}")
     print(f"  time {result.seconds:.1f} s")
+    return 0
+
+
+def _train_from_logs(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from simkit.agents.from_logs import train_from_logs
+    from simkit.errors import ConfigError
+    from simkit.logs import read_logs
+
+    if args.agent != "reinforce" or args.logs is None:
+        raise ConfigError(
+            "--logs (and --top-k) train REINFORCE off-policy from logs: use "
+            "'simkit train SIM --agent reinforce --logs LOGS --steps UPDATES'; got --agent "
+            f"{args.agent}" + ("" if args.logs else " without --logs") + "."
+        )
+    logs = read_logs(args.logs, items=args.items)
+    result = train_from_logs(
+        args.simulator,
+        logs,
+        n_steps=args.steps,
+        out=args.out,
+        rng=np.random.default_rng(args.seed),
+        n_candidates=args.candidates,
+        top_k=args.top_k,
+        episodes=args.episodes,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        record={"seed": args.seed},
+    )
+    s, ev = result.settings, result.evaluation
+    print(
+        f"trained reinforce from {s['n_decisions']:,} logged decisions of {args.logs} "
+        f"({args.steps:,} updates, top-K correction K={s['top_k']}, "
+        f"{s['propensity_source']} propensities)"
+    )
+    print(
+        f"  in the simulator: mean return {ev.mean_return:.1f} (95% CI "
+        f"{ev.return_ci[0]:.1f}-{ev.return_ci[1]:.1f}) over {ev.n_episodes} sessions"
+    )
+    print(f"  wrote {result.run_dir / 'agent'}, loss.csv, evaluation.csv, run.json")
     return 0
 
 
@@ -492,6 +535,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the env and the agent (0)")
     p.add_argument("--candidates", type=int, default=50, help="candidates per step (50)")
+    p.add_argument(
+        "--logs",
+        help="learn from these logs instead (reinforce only: off-policy, top-K corrected; "
+        "--steps counts updates); then evaluate in the simulator",
+    )
+    p.add_argument("--items", help="item catalogue of --logs")
+    p.add_argument(
+        "--top-k", type=_positive, help="K of the top-K correction (default: the logs' slate size)"
+    )
+    p.add_argument(
+        "--episodes", type=_positive, default=200, help="with --logs: evaluation sessions (200)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
