@@ -20,6 +20,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 
+from simkit.context import ContextModel
 from simkit.errors import ConfigError, LogError
 from simkit.fitters.models import (
     ClickModel,
@@ -29,10 +30,8 @@ from simkit.fitters.models import (
 )
 from simkit.logs import Logs
 from simkit.models import BinaryResponse
-from simkit.context import ContextModel
 from simkit.noise import auc_warning
 from simkit.replay import (
-    LogIndex,
     PreparedLogs,
     ReplayRows,
     index_logs,
@@ -484,9 +483,7 @@ def _fit(
     cnames = list(spec.continue_names)
     cont = None
     if rows.continued.any():  # one decision per session: no continuation model (a bandit)
-        cont = ContinuationModel(
-            **config.model_kwargs(int(seeds[2]), len(rows.continued))
-        ).fit(
+        cont = ContinuationModel(**config.model_kwargs(int(seeds[2]), len(rows.continued))).fit(
             rows.x_continue,
             rows.continued,
             groups=rows.session_of_step,

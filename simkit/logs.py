@@ -42,6 +42,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "LogSchema",
     "Logs",
+    "lists_as_slates",
     "read_logs",
     "split_logs",
 ]
@@ -55,6 +56,9 @@ _TOML_KEYS = ("columns", "count_unclicked_watch_as_click", "item_catalogue")
 _N_SHOWN = 5
 _CSV_BLOCK = 16 << 20  # bytes of CSV per block; column types are inferred from the first one
 _FILL = "Fill in those cells or remove the rows before reading."
+_NEEDED = tuple(c for c in REQUIRED_COLUMNS if c != "watch_time")
+#: names of integer item columns that are categories, not quantities (``item_cat``, ``item_genre``)
+_CATEGORY_NAME = r"(?:^|_)(?:cat|cats|category|categories|id|ids|type|kind|code|class|genre|group|topic|section|brand|label)$"
 
 
 def _whole(v: NDArray[np.float64]) -> NDArray[np.bool_]:
@@ -245,6 +249,13 @@ class Logs:
         The file read, or ``"<DataFrame>"``.
     repairs : Mapping[str, int]
         What was repaired while reading -> number of rows.
+    dwell : bool
+        Whether the log has dwell time. A log without ``watch_time`` (or with that column empty in
+        every row) is click-only: ``watch_time`` is 0.0 everywhere and a simulator fitted on it
+        has no watch model (rewards are clicks).
+    warnings : tuple of str
+        What the log is read as, but may not mean: a paragraph each (e.g. impression lists laid
+        out one per row, positive-only clicks, watch times beyond the item's duration).
 
     Examples
     --------
@@ -260,6 +271,8 @@ class Logs:
     schema: LogSchema = field(default_factory=LogSchema)
     source: str = "<DataFrame>"
     repairs: Mapping[str, int] = field(default_factory=dict)
+    dwell: bool = True
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.frame, pd.DataFrame):
@@ -307,6 +320,8 @@ class Logs:
             "watch_time": quantiles(f["watch_time"][clicked]),
             "repairs": dict(self.repairs),
             "ignored_columns": list(self.ignored_columns),
+            "dwell": self.dwell,
+            "warnings": list(self.warnings),
         }
 
     def subset(self, rows: Any) -> Logs:
@@ -501,15 +516,16 @@ def _codes(col: pd.Series, *, sort: bool) -> NDArray[Any]:
     return col.to_numpy() if col.dtype == np.int64 else pd.factorize(col, sort=sort)[0]
 
 
-def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple[Any, dict]:
-    """The canonical frame and repairs, or ``None`` after reporting every problem."""
+def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple[Any, dict, bool]:
+    """The canonical frame, repairs and whether there is dwell time, or ``None`` after reporting
+    every problem."""
     found = [str(c) for c in frame.columns]
     if (renamed := _rename(frame, schema, report)) is None:
-        return None, {}
+        return None, {}, True
     frame, repairs, order = renamed, {}, None
     derive_step = "step" not in frame.columns and "timestamp" in frame.columns
     absent = [k for k, v in schema.columns.items() if v not in found]  # mapped, yet not there
-    absent += [c for c in REQUIRED_COLUMNS if c not in frame.columns and c not in absent]
+    absent += [c for c in _NEEDED if c not in frame.columns and c not in absent]
     if absent := [c for c in absent if not (c == "step" and derive_step)]:
         missing = [
             f"'{c}'"
@@ -518,7 +534,7 @@ def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple
             for c in absent
         ]
         report.add(
-            f"Log must have the columns {', '.join(REQUIRED_COLUMNS)} and those the schema maps; "
+            f"Log must have the columns {', '.join(_NEEDED)} and those the schema maps; "
             f"missing {', '.join(missing)} (found columns: {_quoted(found)}). Rename those columns "
             "or map your names onto them with LogSchema(columns={'clicked': 'your_name', ...})."
         )
@@ -526,7 +542,22 @@ def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple
         report.add(
             "Log must have at least one row; got 0 rows. Check that it is the export you meant."
         )
-        return None, {}
+        return None, {}, True
+    # an optional column empty in every row (a source without dwell, propensities, ...) is absent
+    for name in ("watch_time", *OPTIONAL_COLUMNS, "duration"):
+        if name in frame.columns and frame[name].isna().all():
+            frame = frame.drop(columns=name)
+            what = (
+                "watch_time empty in every row: read as a click-only log (no dwell time)"
+                if name == "watch_time"
+                else f"{name} empty in every row: column left out"
+            )
+            repairs[what] = len(frame)
+    dwell = "watch_time" in frame.columns
+    if (
+        not dwell
+    ):  # a click-only log (bandit logs have no dwell): no watch model, rewards are clicks
+        frame = frame.assign(watch_time=np.zeros(len(frame)))
     clean: dict[str, Any] = {}  # canonical name -> checked column, or None when it is bad
     for name in (n for n in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if n in frame.columns):
         col = frame[name]
@@ -539,6 +570,8 @@ def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple
         else:
             complete = name in REQUIRED_COLUMNS or name in ("propensity", "position")
             clean[name] = _number(col, name, report, complete=complete)
+    if "duration" in frame.columns:  # the item's length, logged per row (no catalogue needed)
+        clean["duration"] = _number(frame["duration"], "duration", report, complete=False)
     ok = lambda *names: all(clean.get(n) is not None for n in names)  # noqa: E731
     if ok("clicked", "watch_time"):
         clicked = clean["clicked"].to_numpy(np.int8)
@@ -589,8 +622,8 @@ def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple
                 "user's sessions their own session_id."
             )
     if report.problems:
-        return None, {}
-    for name in ("watch_time", "propensity", "converted", "bid"):
+        return None, {}, dwell
+    for name in ("watch_time", "propensity", "converted", "bid", "duration"):
         if name in clean:
             clean[name] = clean[name].astype(np.float64)
     for name in (c for c in frame.columns if _is_feature(c)):
@@ -599,7 +632,7 @@ def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple
     ignored = [frame[c] for c in frame.columns if c not in clean]
     out = pd.concat([*(col.rename(n) for n, col in clean.items()), *ignored], axis=1)
     out = out if order is None else out.take(order)
-    return out.set_axis(pd.RangeIndex(len(out)), axis=0), repairs
+    return out.set_axis(pd.RangeIndex(len(out)), axis=0), repairs, dwell
 
 
 def _check_catalogue(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> Any:
@@ -715,6 +748,220 @@ def _load(source: Any, what: str, schema: LogSchema) -> tuple[pd.DataFrame, _Rep
         ) from None
 
 
+def _item_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith("item_") and c != "item_id"]
+
+
+def _check_item_columns(frame: pd.DataFrame, report: _Report, notes: list[str]) -> None:
+    """A log's ``duration`` must be one value per item (an error otherwise); ``item_*`` columns
+    that vary within an item are noted (the fit uses each item's first value)."""
+    ids = frame["item_id"]
+    if "duration" in frame.columns:
+        d = frame["duration"]
+        n_values = d.groupby(ids, sort=False).nunique()
+        several = n_values[n_values > 1].index
+        if len(several):
+            rows = ids.isin(several).to_numpy()
+            report.bad(
+                "duration",
+                "be the same on every row of an item (it is the item's length)",
+                f"{len(several)} items with several values ({_values(several)})",
+                rows,
+                "Give each item one duration, or put the durations in an item catalogue.",
+            )
+    varying = [
+        c for c in _item_columns(frame) if (frame[c].groupby(ids, sort=False).nunique() > 1).any()
+    ]
+    if varying:
+        notes.append(
+            f"The item columns {_quoted(varying)} change between rows of one item; an item column "
+            "describes the item, so the simulator uses each item's first value. Put per-impression "
+            "values in ctx_ columns instead."
+        )
+
+
+def _categorical_item_columns(
+    frame: pd.DataFrame | None, notes: list[str], *, log: bool = True
+) -> pd.DataFrame | None:
+    """Whole-number item columns named as categories (``item_cat``, ``item_genre``, ...) become
+    categories: their codes are labels, not quantities."""
+    import re
+
+    if frame is None:
+        return None
+    turned = []
+    for c in _item_columns(frame):
+        col = frame[c]
+        if re.search(_CATEGORY_NAME, c[len("item_") :]) and pdt.is_integer_dtype(col.dtype):
+            turned.append(c)
+    if not turned:
+        return frame
+    out = frame.assign(**{c: frame[c].astype("category") for c in turned})
+    where = "log" if log else "item catalogue"
+    notes.append(
+        f"The whole-number {where} columns {_quoted(turned)} are read as categories (their names "
+        "say they label a kind, not a quantity). Rename a column if it is a quantity."
+    )
+    return out
+
+
+#: names of a column that identifies an impression list (one per row layout)
+_LIST_NAME = r"impression|(?:^|_)list(?:_|$)|(?:^|_)slate(?:_|$)|(?:^|_)page_?view"
+
+
+def _list_layout(frame: pd.DataFrame) -> str | None:
+    """A warning when the rows are impression lists laid out one per row, else None.
+
+    Lists are found by a column naming them (``ctx_impression_id``, ``list_id``, ...), or by rows
+    of a session sharing a timestamp; they are per-row lists when several steps share one list
+    and each list has at most one click.
+    """
+    import re
+
+    n_rows = len(frame)
+    steps_per_row = frame.groupby(["session_id", "step"], sort=False).ngroups / max(n_rows, 1)
+    if steps_per_row < 0.999:  # slates already: rows of a step share it
+        return None
+    candidates = [
+        c
+        for c in frame.columns
+        if c not in _CANONICAL and re.search(_LIST_NAME, str(c), flags=re.IGNORECASE)
+    ]
+    found = []
+    for c in candidates:
+        found.append((f"column '{c}'", frame[c]))
+    if "timestamp" in frame.columns:
+        found.append(("rows sharing a timestamp", frame["timestamp"]))
+    for label, key in found:
+        if key.isna().any():
+            continue
+        groups = frame.groupby([frame["session_id"], key], sort=False, observed=True)
+        size = groups.size().to_numpy()
+        clicks = groups["clicked"].sum().to_numpy()
+        if len(size) == 0 or np.median(size) < 2 or (size > 1).mean() < 0.5:
+            continue
+        if (clicks <= 1).mean() < 0.99:
+            continue
+        slot = next(
+            (c for c in frame.columns if re.search(r"slot|rank|position", str(c), re.I)), None
+        )
+        slot_hint = f"'{slot}'" if slot else "the row's rank in its list"
+        col_arg = label.split("'")[1] if label.startswith("column") else None
+        call = (
+            f"simkit.logs.lists_as_slates(frame, list_column='{col_arg}'"
+            + (f", slot_column='{slot}')" if slot else ")")
+            if col_arg
+            else "simkit.logs.lists_as_slates(frame, list_column='timestamp')"
+        )
+        return (
+            f"The rows look like impression lists laid out one row per step: {label} groups "
+            f"{len(size):,} lists of {int(size.min())}-{int(size.max())} rows (median "
+            f"{int(np.median(size))}) with at most one click each, but every row is its own step. "
+            "Read this way, the state's counters (n_clicks, steps_since_click) tell the click model "
+            "whether the list's one click already happened, and the continuation model learns "
+            "'leaving' at every row. Encode each list as a slate: step = the list's index in its "
+            f"session, position = the row's slot in the list ({slot_hint}); e.g. {call}."
+        )
+    return None
+
+
+def _log_warnings(
+    frame: pd.DataFrame, catalogue: pd.DataFrame | None, dwell: bool, source: str
+) -> list[str]:
+    out = []
+    clicked = frame["clicked"].to_numpy() > 0
+    if len(frame) and clicked.all():
+        out.append(
+            f"Every row is a click ({len(frame):,} rows): the log holds no impression that was not "
+            "clicked, so no click model can be fitted (it learns from both) and a click rate "
+            "cannot be read from it. Log every shown item, with clicked = 0 when it was not "
+            "clicked; a stream of clicks alone is not an impression log."
+        )
+    lists = _list_layout(frame)
+    if lists:
+        out.append(lists)
+    if catalogue is not None:
+        in_log = _item_columns(frame) + (["duration"] if "duration" in frame.columns else [])
+        both = [c for c in in_log if c in catalogue.columns]
+        only = [c for c in in_log if c not in catalogue.columns]
+        if in_log:
+            out.append(
+                "The log has item columns of its own beside the item catalogue: "
+                + (f"{_quoted(only)} are used for the log's items; " if only else "")
+                + (
+                    f"{_quoted(both)} are in both, and the catalogue's values are used"
+                    if both
+                    else ""
+                )
+                + "."
+            )
+    if dwell:
+        duration = None
+        if catalogue is not None and "duration" in catalogue.columns:
+            table = catalogue.set_index("item_id")["duration"]
+            duration = table.reindex(frame["item_id"]).to_numpy(np.float64)
+        if "duration" in frame.columns and (duration is None or np.isnan(duration).all()):
+            duration = frame["duration"].to_numpy(np.float64)
+        if duration is not None:
+            watch = frame["watch_time"].to_numpy(np.float64)
+            over = clicked & np.isfinite(duration) & (watch > duration * 1.001 + 0.01)
+            if over.any():
+                ratio = float(np.max(watch[over] / duration[over]))
+                rows = np.flatnonzero(over)[:_N_SHOWN] + 1
+                out.append(
+                    f"watch_time exceeds the item's duration on {int(over.sum()):,} rows (up to "
+                    f"{ratio:.1f}x; rows {', '.join(map(str, rows))}{', ...' if over.sum() > _N_SHOWN else ''} "
+                    "of the sorted log). Check that both are in seconds and that duration is the "
+                    "item's length; the simulator never simulates a watch beyond the duration."
+                )
+    return out
+
+
+def lists_as_slates(
+    frame: pd.DataFrame, *, list_column: str, slot_column: str | None = None
+) -> pd.DataFrame:
+    """Re-encode impression lists laid out one row per step as slates.
+
+    Rows sharing ``(session_id, list_column)`` become one step (numbered 0, 1, ... in the order
+    the lists first appear in each session, by ``step`` then row order), and ``position`` is the
+    row's slot: ``slot_column`` when given (ranked 0, 1, ... within the list), else the row's
+    order within the list.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"user_id": 1, "session_id": 1, "step": [0, 1, 2, 3],
+    ...                    "ctx_impression_id": [5, 5, 6, 6], "item_id": [1, 2, 3, 4],
+    ...                    "clicked": [0, 1, 0, 0], "watch_time": [0.0, 9.0, 0.0, 0.0]})
+    >>> out = lists_as_slates(df, list_column="ctx_impression_id")
+    >>> out[["step", "position"]].values.tolist()
+    [[0, 0], [0, 1], [1, 0], [1, 1]]
+    """
+    for c in ("session_id", list_column, *([slot_column] if slot_column else [])):
+        if c not in frame.columns:
+            raise LogError(f"lists_as_slates: the frame has no column {c!r}.")
+    f = frame.copy()
+    if "step" in f.columns:
+        f = f.sort_values(["session_id", "step"], kind="stable")
+    key = [f["session_id"], f[list_column]]
+    first = f.groupby(key, sort=False, observed=True).cumcount() == 0
+    f["step"] = (
+        first.astype(np.int64).groupby(f["session_id"], sort=False).cumsum() - 1
+    ).to_numpy()
+    f["step"] = f.groupby(key, sort=False, observed=True)["step"].transform("first").to_numpy()
+    if slot_column:
+        f["position"] = (
+            f.groupby(["session_id", "step"], sort=False)[slot_column]
+            .rank(method="first")
+            .astype(np.int64)
+            .to_numpy()
+            - 1
+        )
+    else:
+        f["position"] = f.groupby(["session_id", "step"], sort=False).cumcount().to_numpy()
+    drop = [c for c in (list_column, slot_column) if c and c not in ("position", "timestamp")]
+    return f.drop(columns=drop).reset_index(drop=True)
+
+
 def read_logs(source: Any, schema: LogSchema | None = None, *, items: Any = None) -> Logs:
     """Read and check logs, returning them in canonical form.
 
@@ -755,16 +1002,32 @@ def read_logs(source: Any, schema: LogSchema | None = None, *, items: Any = None
     if not isinstance(schema, LogSchema):
         raise TypeError(f"schema must be a LogSchema; got {type(schema)}")
     frame, report = _load(source, "Log", schema)
-    out, repairs = _check_log(frame, schema, report)
+    out, repairs, dwell = _check_log(frame, schema, report)
     del frame
     catalogue, problems = None, report.problems
     if (items := schema.item_catalogue if items is None else items) is not None:
         items_frame, items_report = _load(items, "Item catalogue", schema)
         catalogue = _check_catalogue(items_frame, schema, items_report)
         problems = problems + items_report.problems
+    notes: list[str] = []
+    if out is not None:
+        _check_item_columns(out, report, notes)
+        problems = report.problems + problems[len(report.problems) :]
     if problems:
         raise LogError("\n\n".join(problems))
-    return Logs(frame=out, items=catalogue, schema=schema, source=report.source, repairs=repairs)
+    out = _categorical_item_columns(out, notes)
+    if catalogue is not None:
+        catalogue = _categorical_item_columns(catalogue, notes, log=False)
+    warnings = _log_warnings(out, catalogue, dwell, report.source)
+    return Logs(
+        frame=out,
+        items=catalogue,
+        schema=schema,
+        source=report.source,
+        repairs=repairs,
+        dwell=dwell,
+        warnings=tuple(notes + warnings),
+    )
 
 
 def split_logs(

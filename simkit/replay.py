@@ -50,6 +50,7 @@ __all__ = [
     "prepare_logs",
     "replay",
     "replay_with",
+    "row_context",
     "session_features",
     "session_start_interest",
     "user_start_interest",
@@ -245,6 +246,21 @@ def session_features(
     return np.column_stack(blocks).astype(np.float32)
 
 
+def row_context(
+    frame: pd.DataFrame, user_columns: tuple[str, ...], categories: dict[str, list]
+) -> tuple[NDArray[np.int64], NDArray[np.float32] | None]:
+    """The ``ctx_`` columns among ``user_columns`` (their positions) and their encoded value on
+    every row, (n_rows, C); ``None`` when there are none. Context belongs to the impression, so
+    replay feeds each row its own value instead of the session's first."""
+    from simkit.context import context_indices
+
+    idx = context_indices(user_columns)
+    if len(idx) == 0:
+        return idx, None
+    cols = tuple(user_columns[j] for j in idx)
+    return idx, session_features(frame, np.arange(len(frame)), cols, categories)
+
+
 def user_start_interest(
     index: LogIndex, catalogue: Catalogue, dynamics: Dynamics
 ) -> tuple[SessionStart, SessionStart]:
@@ -293,6 +309,7 @@ def replay(
     dynamics: Dynamics,
     *,
     capture: NDArray[np.int64] | None = None,
+    context: tuple[NDArray[np.int64], NDArray[np.float32] | None] | None = None,
 ) -> tuple[ReplayRows, SessionState | None]:
     """Replay indexed logs through the state; optionally capture the state before some steps.
 
@@ -308,7 +325,11 @@ def replay(
         The state's dynamics.
     capture
         Steps whose state *before* the step is wanted (e.g. for a logging-policy model). The
-        captured state counts, in ``shown``, the items the session showed before that step.
+        captured state counts, in ``shown``, the items the session showed before that step, and
+        holds that step's context.
+    context
+        :func:`row_context` of the log: each row's click features get the row's own ``ctx_``
+        values, and the state (continuation features) holds the context of its last step.
 
     Returns
     -------
@@ -330,15 +351,22 @@ def replay(
     parts: list[SessionState] = []
     part_idx: list[NDArray[np.int64]] = []
     wanted_t = None if capture is None else t_of_step[np.asarray(capture, dtype=np.int64)]
+    ctx_idx, ctx_rows = context if context is not None else (np.zeros(0, np.int64), None)
     for t in range(max_t + 1):
         rows = row_order[row_bounds[t] : row_bounds[t + 1]]
         steps = step_order[step_bounds[t] : step_bounds[t + 1]]
         if wanted_t is not None and capture is not None:
             pick = np.flatnonzero(wanted_t == t)
             if len(pick):
-                parts.append(state.take(session_of_step[capture[pick]]))
+                taken = state.take(session_of_step[capture[pick]])
+                if ctx_rows is not None:
+                    first = index.step_first_row[capture[pick]]
+                    taken.user_features[:, ctx_idx] = ctx_rows[first]
+                parts.append(taken)
                 part_idx.append(pick)
         row_state = state.take(index.session_of_row[rows])
+        if ctx_rows is not None:
+            row_state.user_features[:, ctx_idx] = ctx_rows[rows]
         feats = click_features(
             row_state,
             catalogue,
@@ -351,6 +379,8 @@ def replay(
         x_click[rows] = feats
         sessions = session_of_step[steps]
         sub = state.take(sessions)
+        if ctx_rows is not None:
+            sub.user_features[:, ctx_idx] = ctx_rows[index.step_first_row[steps]]
         transition(
             sub,
             catalogue.embedding,
@@ -433,7 +463,8 @@ def prepare_logs(
     index = index_logs(logs.frame, catalogue)
     start, _ = user_start_interest(index, catalogue, dynamics)
     ufeat = session_features(logs.frame, index.session_first_row, user_columns, categories)
-    rows, _ = replay(index, catalogue, start, ufeat, dynamics)
+    context = row_context(logs.frame, user_columns, categories)
+    rows, _ = replay(index, catalogue, start, ufeat, dynamics, context=context)
     return PreparedLogs(
         rows=rows,
         session_codes=index.session_of_row,

@@ -180,6 +180,7 @@ def step(
     active: NDArray[np.int64] | None = None,
     logged_click: NDArray | None = None,
     logged_watch: NDArray[np.float64] | None = None,
+    click_rule: str = "cascade",
 ) -> StepResult:
     """Show slates ``items`` (n, s) to ``n`` sessions, respond, move ``state`` in place.
 
@@ -203,6 +204,16 @@ def step(
         meant to be overwritten by the caller (vector autoreset).
     logged_click, logged_watch
         Logged responses (n, s) to use instead of sampling (teacher forcing).
+    click_rule
+        How a slate of more than one item is clicked. ``"cascade"`` (the envs): every slot is
+        scored at ``position`` (0 by default), examined with ``position_bias`` and the scan stops
+        at the first click. The two others replay *logged* slates whose click model saw the logged
+        positions (``position``), so its probabilities are already the per-slot marginals:
+        ``"independent"`` draws each slot on its own (a bandit page), ``"one"`` draws at most one
+        click per slate, slot ``j`` with probability ``p_j`` (impression lists with one click).
+
+    Without a continuation model (one decision per session) every session terminates after the
+    step; without a watch model the watch times are zeros.
 
     Returns
     -------
@@ -233,9 +244,25 @@ def step(
         assert streams is not None
         click = np.zeros((n, s), np.int64)
         examined = np.zeros((n, s), dtype=bool)
+        if click_rule not in ("cascade", "independent", "one"):
+            raise ValueError(
+                f"click_rule must be 'cascade', 'independent' or 'one'; got {click_rule!r}."
+            )
         if s == 1:
             examined[act] = True
             click[act, 0] = streams.click.random(m) < p_click[act, 0]
+        elif click_rule == "independent":
+            examined[act] = True
+            click[act] = streams.click.random((m, s)) < p_click[act]
+        elif click_rule == "one":
+            examined[act] = True
+            p = p_click[act]
+            cum = np.cumsum(p, axis=1)
+            cum = cum / np.maximum(cum[:, -1:], 1.0)  # more than one click expected: normalise
+            u = streams.click.random(m)
+            slot = (cum < u[:, None]).sum(axis=1)
+            hit = slot < s
+            click[act[hit], slot[hit]] = 1
         else:
             if position_bias is None:
                 raise ValueError(
@@ -255,10 +282,15 @@ def step(
             )
     advance(state, sim, items, click, watch)
     x_cont = continue_features(state)
-    p_continue = sim.cont.proba(x_cont)
     terminated = np.zeros(n, dtype=bool)
-    if not forced and streams is not None:
-        terminated[act] = streams.leave.random(m) >= p_continue[act]
+    if sim.cont is None:  # one decision per session: a contextual bandit
+        p_continue = np.zeros(n)
+        if not forced:
+            terminated[act] = True
+    else:
+        p_continue = sim.cont.proba(x_cont)
+        if not forced and streams is not None:
+            terminated[act] = streams.leave.random(m) >= p_continue[act]
     return StepResult(
         items=items,
         x_click=x,
@@ -329,7 +361,9 @@ def values_of_rows(
     """:func:`immediate_values` from click-model rows ``x`` (n * K, F) and durations (n, K)."""
     shape = np.shape(duration)
     p = sim.click.proba(x).reshape(shape)
-    if reward == "clicks":
+    if reward == "clicks" or sim.watch is None:  # no watch model (no dwell): rewards are clicks
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}; got {reward!r}.")
         return p
     pred = sim.watch.predict_log(x).reshape(shape)
     cap = duration

@@ -77,6 +77,7 @@ def _required_files(config: Any) -> tuple[str, ...]:
     absent = {f for flag, f in ABSENT_MODEL_FILES.items() if config.get(flag) is False}
     return tuple(n for n in DATA_FILES if n not in absent)
 
+
 _FIX = "Fit the simulator again, or copy the folder again from its source."
 
 

@@ -21,7 +21,7 @@ from simkit.logs import REQUIRED_COLUMNS, Logs, LogSchema, read_logs, split_logs
 D = "<DataFrame>: "
 FOUND = "'user_id', 'session_id', 'step', 'item_id', 'clicked', 'watch_time'"
 MUST_HAVE = (
-    "Log must have the columns user_id, session_id, step, item_id, clicked, watch_time and those "
+    "Log must have the columns user_id, session_id, step, item_id, clicked and those "
     "the schema maps; missing "
 )
 RENAME = (
@@ -81,7 +81,7 @@ CASES = [
         "missing-columns",
         base().drop(columns=["clicked", "watch_time"]),
         None,
-        f"{D}{MUST_HAVE}'clicked', 'watch_time' (found columns: 'user_id', 'session_id', 'step', "
+        f"{D}{MUST_HAVE}'clicked' (found columns: 'user_id', 'session_id', 'step', "
         f"'item_id'). {RENAME}",
     ),
     (

@@ -57,6 +57,22 @@ QUIET = (
     "No sign that the logging policy used information the simulator's state lacks: the logged "
     "propensity does not measurably improve a held-out click model."
 )
+MIN_CLICKS = 200
+"""Fewest held-out clicks the check runs on. Each fold's click model learns from half of them,
+and below a couple of hundred its trees barely split (a leaf needs 100 rows): both fits are then
+near constants whose log losses agree, and the interval collapses onto [0, 0], which reads as
+"no sign" but only says the check could not see anything."""
+TOO_FEW_CLICKS = (
+    "Too few clicks to tell: {n_clicks} held-out clicks (at least {min_clicks} are needed for the "
+    "check to see a gain of {threshold:.1%}). Whether the logging policy used information the "
+    "simulator's state lacks is unknown, not ruled out; validate on more held-out logs."
+)
+UNDERPOWERED = (
+    "Too few clicks to tell: the improvement from the logged propensity is {gain:+.2%}, 95% "
+    "interval [{lo:+.2%}, {hi:+.2%}]; the interval reaches above the {threshold:.1%} that fires the "
+    "check, so these {n_clicks} held-out clicks can neither show nor rule out that the logging "
+    "policy used information the simulator's state lacks. Validate on more held-out logs."
+)
 NO_PROPENSITY = (
     "Could not run: the logs carry no propensities. Without them there is no way to test whether "
     "the logging policy used information the simulator's state lacks; if it did (production "
@@ -227,6 +243,11 @@ def confounding_check(
             f"Could not run: {n_users} held-out users (at least {min_users} are needed for a "
             "two-fold fit and a bootstrap over users)."
         )
+    n_clicks = int((holdout.frame["clicked"].to_numpy() > 0).sum())
+    if n_clicks < MIN_CLICKS:
+        return skipped(
+            TOO_FEW_CLICKS.format(n_clicks=n_clicks, min_clicks=MIN_CLICKS, threshold=threshold)
+        )
     fold_rng, stop_rng, seed_rng, boot_rng = rng.spawn(4)
     prep = prepared if prepared is not None else replay_with(sim, holdout)
     x = prep.rows.x_click
@@ -259,5 +280,9 @@ def confounding_check(
         log_loss_with=float(ll_with.sum() / len(y)),
         n_rows=len(y),
         n_users=n_users,
-        message=WARNING if fired else QUIET,
+        message=WARNING
+        if fired
+        else QUIET
+        if hi <= threshold
+        else UNDERPOWERED.format(gain=gain, lo=lo, hi=hi, threshold=threshold, n_clicks=n_clicks),
     )

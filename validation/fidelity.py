@@ -78,6 +78,7 @@ class ImpressionFidelity:
     click_rate: float
     continue_rate: float
     watch_quantiles: dict[str, list[float]] = field(default_factory=dict)
+    n_steps: int = 0
 
 
 # ------------------------------------------------------------------ weighted statistics
@@ -323,27 +324,46 @@ def impression_fidelity(
         threshold=gates.click_ece_max,
     )
 
+    def absent(key: str, label: str, why: str) -> None:
+        out.append(Metric(key=key, label=label, section="impression", value=np.nan, note=why))
+
     yc = r.continued.astype(np.float64)
-    pc = sim.cont.proba(r.x_continue)
-    add(
-        "continue_auc",
-        "Continuation AUC (held-out steps)",
-        lambda w: weighted_auc(yc, pc, w),
-        r.session_of_step,
-        threshold=gates.continue_auc_min,
-        direction=">=",
-    )
-    add(
-        "continue_ece",
-        "Continuation calibration error (ECE)",
-        lambda w: weighted_ece(yc, pc, w),
-        r.session_of_step,
-        threshold=gates.continue_ece_max,
-    )
+    if sim.cont is None:
+        why = (
+            "not measured: every session is one decision (the simulator has no continuation model)"
+        )
+        absent("continue_auc", "Continuation AUC (held-out steps)", why)
+        absent("continue_ece", "Continuation calibration error (ECE)", why)
+    else:
+        pc = sim.cont.proba(r.x_continue)
+        add(
+            "continue_auc",
+            "Continuation AUC (held-out steps)",
+            lambda w: weighted_auc(yc, pc, w),
+            r.session_of_step,
+            threshold=gates.continue_auc_min,
+            direction=">=",
+        )
+        add(
+            "continue_ece",
+            "Continuation calibration error (ECE)",
+            lambda w: weighted_ece(yc, pc, w),
+            r.session_of_step,
+            threshold=gates.continue_ece_max,
+        )
 
     hit = np.flatnonzero(r.clicked > 0)
     quantiles: dict[str, list[float]] = {}
-    if len(hit) > 1:
+    watch_label = "Watch time KS (sampled vs held-out, clicked rows)"
+    if sim.watch is None:
+        absent(
+            "watch_ks",
+            watch_label,
+            "not measured: the simulator has no watch model (the logs have no dwell time)",
+        )
+    elif len(hit) < 2:
+        absent("watch_ks", watch_label, f"not measured: {len(hit)} held-out clicks")
+    else:
         sampled = sim.watch.sample(r.x_click[hit], prep.duration_of_row[hit], rng=watch_rng)
         real = r.watch[hit]
         sess = prep.session_codes[hit]
@@ -364,8 +384,9 @@ def impression_fidelity(
                 ci_high=hi,
                 noise_floor=floor,
                 noise_floor_sd=floor_sd,
-                threshold=floor + gates.ks_margin,
-                note=f"mean sampled {sampled.mean():.1f} s vs held-out {real.mean():.1f} s",
+                threshold=floor + gates.ks_margin if np.isfinite(floor) else None,
+                note=f"mean sampled {sampled.mean():.1f} s vs held-out {real.mean():.1f} s"
+                + ("" if np.isfinite(floor) else "; no noise floor (too few sessions): not gated"),
             )
         )
         qs = np.linspace(0, 1, 101)
@@ -381,4 +402,5 @@ def impression_fidelity(
         click_rate=base_rate,
         continue_rate=float(yc.mean()) if len(yc) else float("nan"),
         watch_quantiles=quantiles,
+        n_steps=len(yc),
     )

@@ -48,6 +48,29 @@ if TYPE_CHECKING:
 __all__ = ["validate"]
 
 
+def _noise_notes(impression: object) -> list[str]:
+    """Warnings for held-out AUCs within noise of 0.5."""
+    from simkit.noise import auc_warning
+
+    out = []
+    by_key = {m.key: m for m in impression.metrics}  # type: ignore[attr-defined]
+    n_rows = impression.n_rows  # type: ignore[attr-defined]
+    n_clicks = int(round(impression.click_rate * n_rows)) if n_rows else 0  # type: ignore[attr-defined]
+    if "click_auc" in by_key:
+        w = auc_warning("click", by_key["click_auc"].value, n_clicks, n_rows - n_clicks, "clicks")
+        if w:
+            out.append(w)
+    n_steps = getattr(impression, "n_steps", 0)
+    if "continue_auc" in by_key and n_steps:
+        n_cont = int(round(impression.continue_rate * n_steps))  # type: ignore[attr-defined]
+        w = auc_warning(
+            "continuation", by_key["continue_auc"].value, n_cont, n_steps - n_cont, "steps followed"
+        )
+        if w:
+            out.append(w)
+    return out
+
+
 def validate(
     simulator: Simulator,
     holdout_logs: Logs,
@@ -150,6 +173,13 @@ def validate(
                 "simulator's training logs and were left out; the report covers the "
                 f"{logs.n_users:,} other users."
             )
+    missing = [c for c in simulator.spec.user_columns if c not in logs.frame.columns]
+    if missing:
+        raise LogError(
+            f"{logs.source}: the held-out logs lack the columns {', '.join(map(repr, missing))}, "
+            "which the simulator's models take as features (it was fitted on logs with them). "
+            "Validate on held-out logs from the same source, with the same columns."
+        )
     if logs.n_sessions < 10 or int(logs.frame["clicked"].sum()) < 2:
         raise LogError(
             f"{logs.source}: validation needs at least 10 held-out sessions with some clicks; got "
@@ -208,6 +238,19 @@ def validate(
     confounding = confounding_check(simulator, logs, rng=conf_rng, gates=gates, prepared=prep)
     bar.update()
     bar.close()
+    notes.extend(f"Held-out logs: {w}" for w in logs.warnings)
+    notes.extend(_noise_notes(impression))
+    if simulator.watch is None:
+        notes.append(
+            "No watch time is measured: the simulator has no watch model because its training "
+            "logs had no dwell time (rewards are clicks)."
+        )
+    if simulator.cont is None:
+        notes.append(
+            "No continuation or session length is measured: every training session was one "
+            "decision, so the simulator has no continuation model (each session ends after one "
+            "step)."
+        )
     # --- return-time figures (simulators fitted from logs with timestamps)
     if simulator.extras.get("return") is not None and logs.has_timestamp:
         import dataclasses
@@ -228,7 +271,10 @@ def validate(
             ),
         )
     if held.slates:
-        notes.append("The logs hold slates; session simulation replays one item per step.")
+        notes.append(
+            "The logs hold slates; session simulation shows each logged slate as a slate, at its "
+            "logged positions."
+        )
     from simkit import __version__
 
     return FidelityReport(
