@@ -79,6 +79,7 @@ class ImpressionFidelity:
     continue_rate: float
     watch_quantiles: dict[str, list[float]] = field(default_factory=dict)
     n_steps: int = 0
+    continue_reliability: Reliability | None = None
 
 
 # ------------------------------------------------------------------ weighted statistics
@@ -328,6 +329,7 @@ def impression_fidelity(
         out.append(Metric(key=key, label=label, section="impression", value=np.nan, note=why))
 
     yc = r.continued.astype(np.float64)
+    cont_rel = None
     if sim.cont is None:
         why = (
             "not measured: every session is one decision (the simulator has no continuation model)"
@@ -336,6 +338,7 @@ def impression_fidelity(
         absent("continue_ece", "Continuation calibration error (ECE)", why)
     else:
         pc = sim.cont.proba(r.x_continue)
+        cont_rel = reliability(yc, pc)
         add(
             "continue_auc",
             "Continuation AUC (held-out steps)",
@@ -403,4 +406,5 @@ def impression_fidelity(
         continue_rate=float(yc.mean()) if len(yc) else float("nan"),
         watch_quantiles=quantiles,
         n_steps=len(yc),
+        continue_reliability=cont_rel,
     )
