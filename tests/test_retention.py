@@ -355,7 +355,7 @@ def test_cli_trains_dual_critic_in_retention_and_evaluates(fitted, tmp_path, cap
     assert main(["evaluate", str(sim_dir), "--agents", str(run), "--episodes", "5",
                  "--out", str(out_png), *common]) == 0  # fmt: skip
     text = capsys.readouterr().out
-    for head in ("sessions/user", "return days", "day-1 retention", "watch/user"):
+    for head in ("sessions/user", "return days", "day-1 retention", "watch/user", "clicks - days"):
         assert head in text, text
     assert main(["evaluate", str(sim_dir), "--agents", str(run), "--episodes", "5",
                  "--out", str(out_png), "--env", "session", *common]) == 0  # fmt: skip

@@ -13,6 +13,10 @@ model (:class:`simkit.returns.ReturnModel`):
   model choosing among uniform candidates, :func:`simkit.returns.run_days`) and the mean number of
   sessions is compared with the held-out one.
 
+:func:`run_days_in_world` runs any policy (an agent through :class:`simkit.agents.policy.AgentPolicy`)
+in the synthetic world over days, simkit's state kept alongside the world's across sessions: the
+true retention of a policy trained in ``simkit/Retention-v0``.
+
 Comparing censored values with equally censored values keeps the KS honest without a survival
 estimate of the held-out gaps (Kaplan & Meier 1958 would be needed for the uncensored law).
 

@@ -723,7 +723,10 @@ def format_table(results: Mapping[str, EvaluationResult]) -> str:
         for row in rows
     ]
     n = {r.n_episodes for r in results.values()}
-    lines.append(f"({', '.join(map(str, sorted(n)))} episodes per agent; return = seconds watched)")
+    what = "seconds watched"
+    if any(isinstance(r, RetentionResult) for r in results.values()):
+        what = "clicks - days away over the horizon (simkit/Retention-v0)"
+    lines.append(f"({', '.join(map(str, sorted(n)))} episodes per agent; return = {what})")
     return "\n".join(lines)
 
 
