@@ -694,7 +694,7 @@ def _load(source: Any, what: str, schema: LogSchema) -> tuple[pd.DataFrame, _Rep
     if not path.exists():
         raise LogError(f"{name}: {what} file must exist; got no file or folder at this path. {fix}")
     mapped = {v: k for k, v in schema.columns.items()}
-    category = lambda c: _is_feature(mapped.get(c, c)) or mapped.get(c, c) == "campaign_type"  # noqa: E731
+    category = lambda c: _is_feature(str(mapped.get(c, c))) or mapped.get(c, c) == "campaign_type"  # noqa: E731
     try:
         if path.is_dir() or name.lower().endswith(".parquet"):
             files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]

@@ -33,8 +33,8 @@ def _raw_predict(booster: lgb.Booster, x: NDArray[np.float32]) -> NDArray[np.flo
     if len(x) == 0:
         return np.zeros(0)
     if len(x) == 1:
-        return _single_row(booster).predict(x)
-    return booster.predict(x, num_threads=predict_threads(len(x)))
+        return np.asarray(_single_row(booster).predict(x), dtype=np.float64)
+    return np.asarray(booster.predict(x, num_threads=predict_threads(len(x))), dtype=np.float64)
 
 
 class _SingleRowPredictor:

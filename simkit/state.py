@@ -14,6 +14,7 @@ simulated responses. A change here changes both, never one of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -291,9 +292,10 @@ class SessionState:
 
     def take(self, rows: NDArray[np.int64]) -> SessionState:
         """Sub-state of the given sessions (copies)."""
-        return SessionState(
-            **{k: (None if v is None else v[rows].copy()) for k, v in self.__dict__.items()}
-        )
+        parts: dict[str, Any] = {
+            k: (None if v is None else v[rows].copy()) for k, v in self.__dict__.items()
+        }
+        return SessionState(**parts)
 
     def put(self, rows: NDArray[np.int64], other: SessionState) -> None:
         """Overwrite the given sessions with ``other`` (used for autoreset in vector envs)."""

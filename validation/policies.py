@@ -184,7 +184,7 @@ class LoggingPolicyModel:
         """Scores of catalogue rows ``items`` (n, K) in ``state``."""
         dot = np.einsum("nd,nkd->nk", state.z, emb[items])
         shown = (
-            np.take_along_axis(state.shown, items, axis=1) > 0
+            np.take_along_axis(state.shown, items, axis=1) > 0  # type: ignore[arg-type]
             if state.shown is not None
             else np.zeros(items.shape, dtype=bool)
         )

@@ -212,7 +212,9 @@ def heldout_sessions(sim: Simulator, logs: Logs) -> HeldoutSessions:
         clicks=np.bincount(
             index.session_of_row, weights=index.clicked, minlength=n_sessions
         ).astype(np.float64),
-        watch=np.bincount(index.session_of_row, weights=index.watch, minlength=n_sessions),
+        watch=np.bincount(index.session_of_row, weights=index.watch, minlength=n_sessions).astype(
+            np.float64
+        ),
         user_step_offsets=np.r_[0, np.cumsum(user_step_len)].astype(np.int64),
         user_step_items=index.step_item[by_user_order],
         slates=index.slates,

@@ -575,7 +575,7 @@ def load_agent(path: str | Path) -> Any:
     if name not in _REGISTRY:
         from simkit.agents.registry import class_for
 
-        class_for(name)  # imports the registered module, whose decorator registers the class
+        class_for(str(name))  # imports the registered module, whose decorator registers the class
     if name not in _REGISTRY:
         raise ArtifactError(
             f"{path} holds agent {name!r}; known agents are {sorted(_REGISTRY)}. "

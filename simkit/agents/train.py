@@ -134,7 +134,7 @@ class EpisodeRecorder(gym.Wrapper):
 
     def step(self, action: Any) -> Any:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        observe_reward(reward)  # diagnostics: NaN guard and reward variance (when recording)
+        observe_reward(float(reward))  # diagnostics: NaN guard and reward variance (when recording)
         self._return += float(reward)
         self._length += 1
         self.total_steps += 1
@@ -485,6 +485,7 @@ def curve_figure(
             *(1.1 * v for v in (baselines or {}).values()),
         )
         bottom = min(0.0, float(returns.min()))
+        above = int((returns > top).sum())
         if top > bottom:
             ax.set_ylim(bottom, top)
         if above:
@@ -609,7 +610,7 @@ def evaluate_runs(
     )
     for agent in agents:
         if getattr(agent, "reward_prior", "no") is None and hasattr(agent, "set_reward_prior"):
-            agent.set_reward_prior(env.unwrapped.immediate_values)  # a warm start's prior
+            agent.set_reward_prior(env.unwrapped.immediate_values)  # type: ignore[attr-defined]
     common = rng.spawn(1)[0]
     results = {}
     try:
