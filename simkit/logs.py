@@ -13,7 +13,6 @@ of a DataFrame by position.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
@@ -23,13 +22,26 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from pandas.api import types as pdt
 
 from simkit.errors import ConfigError, LogError
+from simkit.log_files import load_table
+from simkit.log_layout import (
+    CANONICAL_COLUMNS,
+    FEATURE_PREFIXES,
+    N_SHOWN,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    Report,
+    categorical_item_columns,
+    check_item_columns,
+    is_feature,
+    lists_as_slates,
+    log_warnings,
+    quoted,
+    values_text,
+)
 
 try:
     import tomllib
@@ -47,18 +59,12 @@ __all__ = [
     "split_logs",
 ]
 
-REQUIRED_COLUMNS = ("user_id", "session_id", "step", "item_id", "clicked", "watch_time")
-OPTIONAL_COLUMNS = ("timestamp", "propensity", "position", "converted", "bid", "campaign_type")
-FEATURE_PREFIXES = ("user_", "item_", "ctx_")
-_CANONICAL = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "duration")  # duration: catalogue only
+_CANONICAL = CANONICAL_COLUMNS
 _IDS = ("user_id", "session_id", "item_id")
 _TOML_KEYS = ("columns", "count_unclicked_watch_as_click", "item_catalogue")
-_N_SHOWN = 5
-_CSV_BLOCK = 16 << 20  # bytes of CSV per block; column types are inferred from the first one
+_N_SHOWN = N_SHOWN
 _FILL = "Fill in those cells or remove the rows before reading."
 _NEEDED = tuple(c for c in REQUIRED_COLUMNS if c != "watch_time")
-#: names of integer item columns that are categories, not quantities (``item_cat``, ``item_genre``)
-_CATEGORY_NAME = r"(?:^|_)(?:cat|cats|category|categories|id|ids|type|kind|code|class|genre|group|topic|section|brand|label)$"
 
 
 def _whole(v: NDArray[np.float64]) -> NDArray[np.bool_]:
@@ -92,14 +98,6 @@ _RULES: dict[str, tuple[str, Callable[[NDArray[np.float64]], NDArray[np.bool_]],
     "timestamp": ("be finite", np.isfinite, "Fix or remove those rows."),
     "bid": ("be finite", np.isfinite, "Fix or remove those rows."),
 }
-
-
-def _is_feature(name: str) -> bool:
-    return name.startswith(FEATURE_PREFIXES) and name not in _CANONICAL
-
-
-def _quoted(names: list[Any], limit: int = 30) -> str:
-    return ", ".join(repr(n) for n in names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 class _ReadOnlyDict(dict):  # type: ignore[type-arg]
@@ -151,20 +149,20 @@ class LogSchema:
     def __post_init__(self) -> None:
         if not isinstance(self.columns, Mapping):
             raise TypeError(f"LogSchema.columns must be a mapping; got {type(self.columns)}")
-        allowed = lambda k: isinstance(k, str) and (k in _CANONICAL or _is_feature(k))  # noqa: E731
+        allowed = lambda k: isinstance(k, str) and (k in _CANONICAL or is_feature(k))  # noqa: E731
         problems = []
         if unknown := [k for k in self.columns if not allowed(k)]:
             problems.append(
                 f"LogSchema.columns keys must be canonical names ({', '.join(_CANONICAL)}) or "
-                f"features prefixed {', '.join(FEATURE_PREFIXES)}; got {_quoted(unknown)}. "
+                f"features prefixed {', '.join(FEATURE_PREFIXES)}; got {quoted(unknown)}. "
                 "Fix the spelling or map the column under its canonical name."
             )
         if bad := [v for v in self.columns.values() if not isinstance(v, str) or not v]:
-            problems.append(f"LogSchema.columns values must be column names; got {_quoted(bad)}.")
+            problems.append(f"LogSchema.columns values must be column names; got {quoted(bad)}.")
         targets = pd.Index(list(self.columns.values()), dtype=object)
         if twice := targets[targets.duplicated()].unique().tolist():
             problems.append(
-                f"LogSchema.columns must map each of your columns once; got {_quoted(twice)} "
+                f"LogSchema.columns must map each of your columns once; got {quoted(twice)} "
                 "mapped onto several canonical names. Map each column to one name."
             )
         if not isinstance(self.count_unclicked_watch_as_click, (bool, np.bool_)):
@@ -214,7 +212,7 @@ class LogSchema:
         if unknown := [k for k in data if k not in _TOML_KEYS]:
             raise LogError(
                 f"{path}: Schema keys must be among {', '.join(_TOML_KEYS)}; got unknown key "
-                f"{_quoted(unknown)}. Fix the spelling or remove the key."
+                f"{quoted(unknown)}. Fix the spelling or remove the key."
             )
         columns, catalogue = data.get("columns", {}), data.get("item_catalogue")
         if not isinstance(columns, dict):
@@ -289,12 +287,12 @@ class Logs:
     @property
     def feature_columns(self) -> tuple[str, ...]:
         """The ``user_``/``item_``/``ctx_`` feature columns, in frame order."""
-        return tuple(c for c in self.frame.columns if _is_feature(c))
+        return tuple(c for c in self.frame.columns if is_feature(c))
 
     @property
     def ignored_columns(self) -> tuple[str, ...]:
         """Columns kept in the frame that simkit does not use."""
-        return tuple(c for c in self.frame.columns if c not in _CANONICAL and not _is_feature(c))
+        return tuple(c for c in self.frame.columns if c not in _CANONICAL and not is_feature(c))
 
     def describe(self) -> dict[str, Any]:
         """A summary to print: sizes, click rate, quantiles, repairs and ignored columns.
@@ -341,67 +339,21 @@ class Logs:
         return dataclasses.replace(self, frame=self.frame[np.asarray(mask)].reset_index(drop=True))
 
 
-class _Report:
-    """The problems of one source, worded with its row numbers and the user's column names."""
-
-    def __init__(self, source: str, starts: Any = None, names: list[str] | None = None) -> None:
-        self.source, self.starts, self.names = source, starts, names or []
-        self.problems: list[str] = []
-        self.yours: dict[str, str] = {}  # canonical -> the user's name, where they differ
-
-    def add(self, text: str) -> None:
-        self.problems.append(f"{self.source}: {text}")
-
-    def bad(self, name: str, must: str, got: str, where: NDArray[np.bool_], fix: str) -> None:
-        yours = f" (your '{self.yours[name]}')" if name in self.yours else ""
-        self.add(f"Column '{name}'{yours} must {must}; got {got} in {self.rows(where)}. {fix}")
-
-    def rows(self, where: NDArray[Any]) -> str:
-        idx = np.flatnonzero(where) if where.dtype == bool else np.sort(where)
-        shown = idx[:_N_SHOWN]
-        if self.starts is None:
-            labels = [str(i + 1) for i in shown]
-        else:  # a folder of parquet files: name each row's file
-            f = np.searchsorted(self.starts, shown, side="right") - 1
-            labels = [f"{self.names[j]}:{i - self.starts[j] + 1}" for i, j in zip(shown, f)]
-        s, more = ("" if len(idx) == 1 else "s"), (", ..." if len(idx) > _N_SHOWN else "")
-        return f"{len(idx)} row{s} (row{s} {', '.join(labels)}{more})"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, (bool, np.bool_, int, np.integer)):
-        return str(v if isinstance(v, (bool, np.bool_)) else int(v))
-    if isinstance(v, (float, np.floating)):
-        return str(int(v)) if np.isfinite(v) and float(v).is_integer() else repr(float(v))
-    return repr(v if isinstance(v, str) else str(v))
-
-
-def _values(values: Any) -> str:
-    """``{a, b, ...}``: the first few distinct values, sorted when they can be."""
-    uniq = pd.unique(np.asarray(values))
-    try:
-        uniq = np.sort(uniq)
-    except TypeError:  # mixed kinds: keep the order of appearance
-        pass
-    more = ", ..." if len(uniq) > _N_SHOWN else ""
-    return "{" + ", ".join(_fmt(v) for v in uniq[:_N_SHOWN]) + more + "}"
-
-
-def _rename(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> pd.DataFrame | None:
+def _rename(frame: pd.DataFrame, schema: LogSchema, report: Report) -> pd.DataFrame | None:
     found = [str(c) for c in frame.columns]
     canonical = {v: k for k, v in schema.columns.items() if k != v}
     names = pd.Index([canonical.get(c, c) for c in found], dtype=object)
     report.yours = {k: v for v, k in canonical.items() if v in found}
     if twice := names[names.duplicated()].unique().tolist():
         report.add(
-            f"Columns must have distinct names after mapping; got {_quoted(twice)} more than once "
-            f"(found columns: {_quoted(found)}). Drop or rename one of each, or change the mapping."
+            f"Columns must have distinct names after mapping; got {quoted(twice)} more than once "
+            f"(found columns: {quoted(found)}). Drop or rename one of each, or change the mapping."
         )
         return None
     return frame.set_axis(names, axis=1)
 
 
-def _ident(col: pd.Series, name: str, report: _Report) -> pd.Series | None:
+def _ident(col: pd.Series, name: str, report: Report) -> pd.Series | None:
     """An id column keeps its values: whole numbers become int64, text stays text."""
     nan = col.isna().to_numpy()
     if nan.any():
@@ -414,7 +366,7 @@ def _ident(col: pd.Series, name: str, report: _Report) -> pd.Series | None:
             other = ~nan & col.str.len().isna().to_numpy()
         except AttributeError:
             other = ~nan
-        got = f"values {_values(col[other])} that are not text"
+        got = f"values {values_text(col[other])} that are not text"
         report.bad(
             name, "hold only whole numbers or only text", got, other, "Convert it to one kind."
         )
@@ -424,7 +376,7 @@ def _ident(col: pd.Series, name: str, report: _Report) -> pd.Series | None:
         v = col.to_numpy(np.float64, na_value=np.nan)
         frac = ~nan & ~(np.isfinite(v) & (v == np.floor(v)) & (np.abs(v) < 2.0**63))
         if frac.any():
-            got = f"values {_values(v[frac])}"
+            got = f"values {values_text(v[frac])}"
             report.bad(name, "hold whole numbers or text", got, frac, "Use the ids of your system.")
             return None
     if nan.any():
@@ -432,7 +384,7 @@ def _ident(col: pd.Series, name: str, report: _Report) -> pd.Series | None:
     return col.astype(np.int64) if number else col.astype("str") if kind == "string" else col
 
 
-def _number(col: pd.Series, name: str, report: _Report, *, complete: bool) -> pd.Series | None:
+def _number(col: pd.Series, name: str, report: Report, *, complete: bool) -> pd.Series | None:
     """``col`` as numbers, after reporting text cells, NaN (when ``complete``) and rule breaks."""
     if pdt.is_datetime64_any_dtype(col.dtype) or pdt.is_timedelta64_dtype(col.dtype):
         every = np.ones(len(col), dtype=bool)
@@ -448,7 +400,7 @@ def _number(col: pd.Series, name: str, report: _Report, *, complete: bool) -> pd
         text = (num.isna() & col.notna()).to_numpy()
         if text.any():
             fix = "Fix those cells or convert the column to numbers before reading."
-            report.bad(name, "be numeric", f"text values {_values(col[text])}", text, fix)
+            report.bad(name, "be numeric", f"text values {values_text(col[text])}", text, fix)
     vals = num.to_numpy(np.float64, na_value=np.nan)
     nan = np.isnan(vals) & ~text
     ok = not text.any()
@@ -459,12 +411,12 @@ def _number(col: pd.Series, name: str, report: _Report, *, complete: bool) -> pd
         must, test, fix = _RULES[name]
         broken = ~np.isnan(vals) & ~test(vals)
         if broken.any():
-            report.bad(name, must, f"values {_values(vals[broken])}", broken, fix)
+            report.bad(name, must, f"values {values_text(vals[broken])}", broken, fix)
             ok = False
     return num if ok else None
 
 
-def _timestamp(col: pd.Series, report: _Report) -> pd.Series | None:
+def _timestamp(col: pd.Series, report: Report) -> pd.Series | None:
     """Numbers stay numbers (int64 or float64), dates become datetime64[ns], text is parsed."""
     if pdt.is_datetime64_any_dtype(col.dtype):
         nan = col.isna().to_numpy()
@@ -479,7 +431,7 @@ def _timestamp(col: pd.Series, report: _Report) -> pd.Series | None:
         if dates.notna().sum() > pd.to_numeric(col, errors="coerce").notna().sum():
             bad = (dates.isna() & col.notna()).to_numpy()
             if bad.any():
-                got, fix = f"values {_values(col[bad])}", "Fix those cells before reading."
+                got, fix = f"values {values_text(col[bad])}", "Fix those cells before reading."
                 report.bad("timestamp", "hold numbers or ISO 8601 dates", got, bad, fix)
             return _timestamp(dates, report) if not bad.any() else None
     num = _number(col, "timestamp", report, complete=True)
@@ -516,7 +468,7 @@ def _codes(col: pd.Series, *, sort: bool) -> NDArray[Any]:
     return col.to_numpy() if col.dtype == np.int64 else pd.factorize(col, sort=sort)[0]
 
 
-def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple[Any, dict, bool]:
+def _check_log(frame: pd.DataFrame, schema: LogSchema, report: Report) -> tuple[Any, dict, bool]:
     """The canonical frame, repairs and whether there is dwell time, or ``None`` after reporting
     every problem."""
     found = [str(c) for c in frame.columns]
@@ -535,7 +487,7 @@ def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple
         ]
         report.add(
             f"Log must have the columns {', '.join(_NEEDED)} and those the schema maps; "
-            f"missing {', '.join(missing)} (found columns: {_quoted(found)}). Rename those columns "
+            f"missing {', '.join(missing)} (found columns: {quoted(found)}). Rename those columns "
             "or map your names onto them with LogSchema(columns={'clicked': 'your_name', ...})."
         )
     if len(frame) == 0:
@@ -618,7 +570,7 @@ def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple
             spanning = np.isin(scodes, bad_sessions)
             report.add(
                 f"Each session must belong to one user; got {n} session{'s' if n > 1 else ''} with "
-                f"several user_ids {_values(sess[spanning])} in {report.rows(spanning)}. Give each "
+                f"several user_ids {values_text(sess[spanning])} in {report.rows(spanning)}. Give each "
                 "user's sessions their own session_id."
             )
     if report.problems:
@@ -626,7 +578,7 @@ def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple
     for name in ("watch_time", "propensity", "converted", "bid", "duration"):
         if name in clean:
             clean[name] = clean[name].astype(np.float64)
-    for name in (c for c in frame.columns if _is_feature(c)):
+    for name in (c for c in frame.columns if is_feature(c)):
         text = pdt.is_string_dtype(frame[name].dtype) or pdt.is_object_dtype(frame[name].dtype)
         clean[name] = frame[name].astype("category") if text else frame[name]
     ignored = [frame[c] for c in frame.columns if c not in clean]
@@ -635,20 +587,20 @@ def _check_log(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> tuple
     return out.set_axis(pd.RangeIndex(len(out)), axis=0), repairs, dwell
 
 
-def _check_catalogue(frame: pd.DataFrame, schema: LogSchema, report: _Report) -> Any:
+def _check_catalogue(frame: pd.DataFrame, schema: LogSchema, report: Report) -> Any:
     """The checked item catalogue, or ``None`` after reporting its problems."""
     if (frame := _rename(frame, schema, report)) is None:
         return None
     if "item_id" not in frame.columns:
         report.add(
-            f"Item catalogue must have the column 'item_id'; got columns {_quoted(list(frame.columns))}."
+            f"Item catalogue must have the column 'item_id'; got columns {quoted(list(frame.columns))}."
             " Rename the id column or map it with LogSchema(columns={'item_id': 'your_name'})."
         )
         return None
     if (ids := _ident(frame["item_id"], "item_id", report)) is not None:
         repeat = ids.duplicated().to_numpy()
         if repeat.any():
-            got = f"items {_values(ids[repeat])} repeated"
+            got = f"items {values_text(ids[repeat])} repeated"
             report.bad(
                 "item_id", "be unique in the catalogue", got, repeat, "Keep one row per item."
             )
@@ -659,307 +611,10 @@ def _check_catalogue(frame: pd.DataFrame, schema: LogSchema, report: _Report) ->
         return None
     if "duration" in out.columns:
         out["duration"] = out["duration"].astype(np.float64)
-    for name in (c for c in out.columns if _is_feature(c)):
+    for name in (c for c in out.columns if is_feature(c)):
         if pdt.is_string_dtype(out[name].dtype) or pdt.is_object_dtype(out[name].dtype):
             out[name] = out[name].astype("category")
     return out.reset_index(drop=True)
-
-
-def _to_frame(names: list[str], take: Callable[[int], Any], as_category: set[str]) -> pd.DataFrame:
-    """Convert arrow columns one at a time (``take(i)`` hands over column ``i``), so that the peak
-    stays near the frame's own size; text columns in ``as_category`` are dictionary-encoded."""
-    columns = {}
-    for i, name in enumerate(names):
-        col = take(i)
-        if name in as_category and (
-            pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
-        ):
-            col = col.dictionary_encode()
-        s = col.to_pandas(split_blocks=True, self_destruct=True)
-        if isinstance(s.dtype, pd.CategoricalDtype):  # sorted categories, as pandas makes them
-            s = s.cat.reorder_categories(s.cat.categories.sort_values())
-        columns[i] = s
-    pa.default_memory_pool().release_unused()  # hand the decoding buffers back to the system
-    return pd.DataFrame(columns, copy=False).set_axis(pd.Index(names, dtype=object), axis=1)
-
-
-def _load(source: Any, what: str, schema: LogSchema) -> tuple[pd.DataFrame, _Report]:
-    """Read ``source``; problems with the file itself raise :class:`LogError` at once."""
-    if isinstance(source, pd.DataFrame):
-        return source, _Report("<DataFrame>" if what == "Log" else "<items DataFrame>")
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"{what} must be a path or a pandas DataFrame; got {type(source)}")
-    path, name = Path(source), os.fspath(source)
-    fix = "Check the path; simkit reads .csv, .csv.gz and .parquet files and folders of .parquet files."
-    if not path.exists():
-        raise LogError(f"{name}: {what} file must exist; got no file or folder at this path. {fix}")
-    mapped = {v: k for k, v in schema.columns.items()}
-    category = lambda c: _is_feature(str(mapped.get(c, c))) or mapped.get(c, c) == "campaign_type"  # noqa: E731
-    try:
-        if path.is_dir() or name.lower().endswith(".parquet"):
-            files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
-            if not files:
-                raise LogError(
-                    f"{name}: {what} folder must contain .parquet files; got none. {fix}"
-                )
-            with contextlib.ExitStack() as stack:
-                parts = [stack.enter_context(pq.ParquetFile(f, pre_buffer=False)) for f in files]
-                # a pandas index saved with the data is no column, as in a DataFrame
-                meta = [p.schema_arrow.pandas_metadata or {} for p in parts]
-                index = {c for m in meta for c in m.get("index_columns", []) if isinstance(c, str)}
-                names = list(dict.fromkeys(c for p in parts for c in p.schema_arrow.names))
-                names = [c for c in names if c not in index]
-                sizes = [p.metadata.num_rows for p in parts]
-
-                def take(i: int) -> Any:  # column i of every file, nulls where a file lacks it
-                    cols = [
-                        p.read(columns=[names[i]])
-                        if names[i] in p.schema_arrow.names
-                        else pa.table({names[i]: pa.nulls(n)})
-                        for p, n in zip(parts, sizes)
-                    ]
-                    return pa.concat_tables(cols, promote_options="permissive").column(0)
-
-                frame = _to_frame(names, take, {c for c in names if category(c)})
-            starts = np.cumsum([0, *sizes[:-1]]) if path.is_dir() else None
-            return frame, _Report(name, starts, [f.name for f in files])
-        if not name.lower().endswith((".csv", ".csv.gz")):
-            raise LogError(f"{name}: {what} file must end in .csv, .csv.gz or .parquet. {fix}")
-        try:  # streamed: only one block of text is held at a time
-            options = pa_csv.ReadOptions(block_size=_CSV_BLOCK)
-            table = pa_csv.open_csv(path, read_options=options).read_all()
-        except pa.ArrowInvalid:  # a type changing mid-file, ragged rows: pandas says where
-            return pd.read_csv(path, low_memory=False), _Report(name)
-        names = table.column_names
-
-        def pop(i: int) -> Any:
-            nonlocal table
-            col, table = table.column(0), table.remove_column(0)
-            return col
-
-        frame = _to_frame(names, pop, {c for c in names if category(c)})
-        return frame, _Report(name)
-    except pd.errors.EmptyDataError:
-        raise LogError(f"{name}: Log must have at least one row; got an empty file.") from None
-    except (pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as e:
-        raise LogError(
-            f"{name}: {what} file must be readable; got {type(e).__name__}: {e}. Check that the "
-            "file is complete and in the format its name says."
-        ) from None
-
-
-def _item_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.startswith("item_") and c != "item_id"]
-
-
-def _check_item_columns(frame: pd.DataFrame, report: _Report, notes: list[str]) -> None:
-    """A log's ``duration`` must be one value per item (an error otherwise); ``item_*`` columns
-    that vary within an item are noted (the fit uses each item's first value)."""
-    ids = frame["item_id"]
-    if "duration" in frame.columns:
-        d = frame["duration"]
-        n_values = d.groupby(ids, sort=False).nunique()
-        several = n_values[n_values > 1].index
-        if len(several):
-            rows = ids.isin(several).to_numpy()
-            report.bad(
-                "duration",
-                "be the same on every row of an item (it is the item's length)",
-                f"{len(several)} items with several values ({_values(several)})",
-                rows,
-                "Give each item one duration, or put the durations in an item catalogue.",
-            )
-    varying = [
-        c for c in _item_columns(frame) if (frame[c].groupby(ids, sort=False).nunique() > 1).any()
-    ]
-    if varying:
-        notes.append(
-            f"The item columns {_quoted(varying)} change between rows of one item; an item column "
-            "describes the item, so the simulator uses each item's first value. Put per-impression "
-            "values in ctx_ columns instead."
-        )
-
-
-def _categorical_item_columns(
-    frame: pd.DataFrame | None, notes: list[str], *, log: bool = True
-) -> pd.DataFrame | None:
-    """Whole-number item columns named as categories (``item_cat``, ``item_genre``, ...) become
-    categories: their codes are labels, not quantities."""
-    import re
-
-    if frame is None:
-        return None
-    turned = []
-    for c in _item_columns(frame):
-        col = frame[c]
-        if re.search(_CATEGORY_NAME, c[len("item_") :]) and pdt.is_integer_dtype(col.dtype):
-            turned.append(c)
-    if not turned:
-        return frame
-    out = frame.assign(**{c: frame[c].astype("category") for c in turned})
-    where = "log" if log else "item catalogue"
-    notes.append(
-        f"The whole-number {where} columns {_quoted(turned)} are read as categories (their names "
-        "say they label a kind, not a quantity). Rename a column if it is a quantity."
-    )
-    return out
-
-
-#: names of a column that identifies an impression list (one per row layout)
-_LIST_NAME = r"impression|(?:^|_)list(?:_|$)|(?:^|_)slate(?:_|$)|(?:^|_)page_?view"
-
-
-def _list_layout(frame: pd.DataFrame) -> str | None:
-    """A warning when the rows are impression lists laid out one per row, else None.
-
-    Lists are found by a column naming them (``ctx_impression_id``, ``list_id``, ...), or by rows
-    of a session sharing a timestamp; they are per-row lists when several steps share one list
-    and each list has at most one click.
-    """
-    import re
-
-    n_rows = len(frame)
-    steps_per_row = frame.groupby(["session_id", "step"], sort=False).ngroups / max(n_rows, 1)
-    if steps_per_row < 0.999:  # slates already: rows of a step share it
-        return None
-    candidates = [
-        c
-        for c in frame.columns
-        if c not in _CANONICAL and re.search(_LIST_NAME, str(c), flags=re.IGNORECASE)
-    ]
-    found = []
-    for c in candidates:
-        found.append((f"column '{c}'", frame[c]))
-    if "timestamp" in frame.columns:
-        found.append(("rows sharing a timestamp", frame["timestamp"]))
-    for label, key in found:
-        if key.isna().any():
-            continue
-        groups = frame.groupby([frame["session_id"], key], sort=False, observed=True)
-        size = groups.size().to_numpy()
-        clicks = groups["clicked"].sum().to_numpy()
-        if len(size) == 0 or np.median(size) < 2 or (size > 1).mean() < 0.5:
-            continue
-        if (clicks <= 1).mean() < 0.99:
-            continue
-        slot = next(
-            (c for c in frame.columns if re.search(r"slot|rank|position", str(c), re.I)), None
-        )
-        slot_hint = f"'{slot}'" if slot else "the row's rank in its list"
-        col_arg = label.split("'")[1] if label.startswith("column") else None
-        call = (
-            f"simkit.logs.lists_as_slates(frame, list_column='{col_arg}'"
-            + (f", slot_column='{slot}')" if slot else ")")
-            if col_arg
-            else "simkit.logs.lists_as_slates(frame, list_column='timestamp')"
-        )
-        return (
-            f"The rows look like impression lists laid out one row per step: {label} groups "
-            f"{len(size):,} lists of {int(size.min())}-{int(size.max())} rows (median "
-            f"{int(np.median(size))}) with at most one click each, but every row is its own step. "
-            "Read this way, the state's counters (n_clicks, steps_since_click) tell the click model "
-            "whether the list's one click already happened, and the continuation model learns "
-            "'leaving' at every row. Encode each list as a slate: step = the list's index in its "
-            f"session, position = the row's slot in the list ({slot_hint}); e.g. {call}."
-        )
-    return None
-
-
-def _log_warnings(
-    frame: pd.DataFrame, catalogue: pd.DataFrame | None, dwell: bool, source: str
-) -> list[str]:
-    out = []
-    clicked = frame["clicked"].to_numpy() > 0
-    if len(frame) and clicked.all():
-        out.append(
-            f"Every row is a click ({len(frame):,} rows): the log holds no impression that was not "
-            "clicked, so no click model can be fitted (it learns from both) and a click rate "
-            "cannot be read from it. Log every shown item, with clicked = 0 when it was not "
-            "clicked; a stream of clicks alone is not an impression log."
-        )
-    lists = _list_layout(frame)
-    if lists:
-        out.append(lists)
-    if catalogue is not None:
-        in_log = _item_columns(frame) + (["duration"] if "duration" in frame.columns else [])
-        both = [c for c in in_log if c in catalogue.columns]
-        only = [c for c in in_log if c not in catalogue.columns]
-        if in_log:
-            out.append(
-                "The log has item columns of its own beside the item catalogue: "
-                + (f"{_quoted(only)} are used for the log's items; " if only else "")
-                + (
-                    f"{_quoted(both)} are in both, and the catalogue's values are used"
-                    if both
-                    else ""
-                )
-                + "."
-            )
-    if dwell:
-        duration = None
-        if catalogue is not None and "duration" in catalogue.columns:
-            table = catalogue.set_index("item_id")["duration"]
-            duration = table.reindex(frame["item_id"]).to_numpy(np.float64)
-        if "duration" in frame.columns and (duration is None or np.isnan(duration).all()):
-            duration = frame["duration"].to_numpy(np.float64)
-        if duration is not None:
-            watch = frame["watch_time"].to_numpy(np.float64)
-            over = clicked & np.isfinite(duration) & (watch > duration * 1.001 + 0.01)
-            if over.any():
-                ratio = float(np.max(watch[over] / duration[over]))
-                rows = np.flatnonzero(over)[:_N_SHOWN] + 1
-                out.append(
-                    f"watch_time exceeds the item's duration on {int(over.sum()):,} rows (up to "
-                    f"{ratio:.1f}x; rows {', '.join(map(str, rows))}{', ...' if over.sum() > _N_SHOWN else ''} "
-                    "of the sorted log). Check that both are in seconds and that duration is the "
-                    "item's length; the simulator never simulates a watch beyond the duration."
-                )
-    return out
-
-
-def lists_as_slates(
-    frame: pd.DataFrame, *, list_column: str, slot_column: str | None = None
-) -> pd.DataFrame:
-    """Re-encode impression lists laid out one row per step as slates.
-
-    Rows sharing ``(session_id, list_column)`` become one step (numbered 0, 1, ... in the order
-    the lists first appear in each session, by ``step`` then row order), and ``position`` is the
-    row's slot: ``slot_column`` when given (ranked 0, 1, ... within the list), else the row's
-    order within the list.
-
-    Examples
-    --------
-    >>> df = pd.DataFrame({"user_id": 1, "session_id": 1, "step": [0, 1, 2, 3],
-    ...                    "ctx_impression_id": [5, 5, 6, 6], "item_id": [1, 2, 3, 4],
-    ...                    "clicked": [0, 1, 0, 0], "watch_time": [0.0, 9.0, 0.0, 0.0]})
-    >>> out = lists_as_slates(df, list_column="ctx_impression_id")
-    >>> out[["step", "position"]].values.tolist()
-    [[0, 0], [0, 1], [1, 0], [1, 1]]
-    """
-    for c in ("session_id", list_column, *([slot_column] if slot_column else [])):
-        if c not in frame.columns:
-            raise LogError(f"lists_as_slates: the frame has no column {c!r}.")
-    f = frame.copy()
-    if "step" in f.columns:
-        f = f.sort_values(["session_id", "step"], kind="stable")
-    key = [f["session_id"], f[list_column]]
-    first = f.groupby(key, sort=False, observed=True).cumcount() == 0
-    f["step"] = (
-        first.astype(np.int64).groupby(f["session_id"], sort=False).cumsum() - 1
-    ).to_numpy()
-    f["step"] = f.groupby(key, sort=False, observed=True)["step"].transform("first").to_numpy()
-    if slot_column:
-        f["position"] = (
-            f.groupby(["session_id", "step"], sort=False)[slot_column]
-            .rank(method="first")
-            .astype(np.int64)
-            .to_numpy()
-            - 1
-        )
-    else:
-        f["position"] = f.groupby(["session_id", "step"], sort=False).cumcount().to_numpy()
-    drop = [c for c in (list_column, slot_column) if c and c not in ("position", "timestamp")]
-    return f.drop(columns=drop).reset_index(drop=True)
 
 
 def read_logs(source: Any, schema: LogSchema | None = None, *, items: Any = None) -> Logs:
@@ -1001,24 +656,24 @@ def read_logs(source: Any, schema: LogSchema | None = None, *, items: Any = None
     schema = LogSchema() if schema is None else schema
     if not isinstance(schema, LogSchema):
         raise TypeError(f"schema must be a LogSchema; got {type(schema)}")
-    frame, report = _load(source, "Log", schema)
+    frame, report = load_table(source, "Log", schema)
     out, repairs, dwell = _check_log(frame, schema, report)
     del frame
     catalogue, problems = None, report.problems
     if (items := schema.item_catalogue if items is None else items) is not None:
-        items_frame, items_report = _load(items, "Item catalogue", schema)
+        items_frame, items_report = load_table(items, "Item catalogue", schema)
         catalogue = _check_catalogue(items_frame, schema, items_report)
         problems = problems + items_report.problems
     notes: list[str] = []
     if out is not None:
-        _check_item_columns(out, report, notes)
+        check_item_columns(out, report, notes)
         problems = report.problems + problems[len(report.problems) :]
     if problems:
         raise LogError("\n\n".join(problems))
-    out = _categorical_item_columns(out, notes)
+    out = categorical_item_columns(out, notes)
     if catalogue is not None:
-        catalogue = _categorical_item_columns(catalogue, notes, log=False)
-    warnings = _log_warnings(out, catalogue, dwell, report.source)
+        catalogue = categorical_item_columns(catalogue, notes, log=False)
+    warnings = log_warnings(out, catalogue, dwell, report.source)
     return Logs(
         frame=out,
         items=catalogue,

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import simkit.log_files
 import simkit.logs
 from simkit.errors import ConfigError, LogError
 from simkit.logs import REQUIRED_COLUMNS, Logs, LogSchema, read_logs, split_logs
@@ -282,7 +283,7 @@ def test_rows_of_a_folder_name_their_file(tmp_path):
 
 
 def test_text_after_the_first_block_of_a_csv_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(simkit.logs, "_CSV_BLOCK", 1 << 12)  # types come from the first 4 kB
+    monkeypatch.setattr(simkit.log_files, "CSV_BLOCK", 1 << 12)  # types come from the first 4 kB
     frame = long(2000).astype({"watch_time": object})
     frame.loc[1990, "watch_time"] = "oops"
     frame.to_csv(tmp_path / "big.csv", index=False)
