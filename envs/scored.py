@@ -254,15 +254,15 @@ class ScoredSessionEnv(gym.Env[Any, NDArray[np.float32]]):
 
     def immediate_values(self) -> NDArray[np.float64]:
         """Expected immediate reward of each current candidate under the fitted models, (K,)."""
-        if self.session._state is None or self.session._cands is None:
+        if self.session.current_state is None or self.session.current_candidates is None:
             raise RuntimeError("Call reset() first.")
         from simkit.session import immediate_values
 
         kind = self.session.core.config.reward
         return immediate_values(
             self.simulator,
-            self.session._state,
-            self.session._cands,
+            self.session.current_state,
+            self.session.current_candidates,
             reward=kind if isinstance(kind, str) else "watch_time",
             long_watch_threshold=self.session.core.config.long_watch_threshold,
         )[0]

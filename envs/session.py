@@ -204,6 +204,16 @@ class SessionEnv(gym.Env[dict[str, NDArray[np.float32]], Any]):
         info.update(obs_info)
         return obs, float(reward[0]), bool(response.terminated[0]), False, info
 
+    @property
+    def current_state(self) -> SessionState | None:
+        """simkit's state of the running session (None before ``reset``); do not modify it."""
+        return self._state
+
+    @property
+    def current_candidates(self) -> NDArray[np.int64] | None:
+        """Catalogue rows of the current candidates, (1, K) (None before ``reset``)."""
+        return self._cands
+
     def immediate_values(self, obs: dict[str, NDArray]) -> NDArray[np.float64]:
         """Expected immediate reward of each candidate of ``obs`` under the fitted models.
 

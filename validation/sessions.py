@@ -47,7 +47,7 @@ from simkit.replay import (
 from simkit.session import Streams, step
 from simkit.simulator import Simulator
 from simkit.state import SessionState, initial_state
-from simkit.validation.fidelity import bootstrap_chunks as _chunks
+from simkit.validation.fidelity import bootstrap_chunks
 from simkit.validation.fidelity import (
     half_splits,
     percentile_interval,
@@ -555,7 +555,7 @@ def session_fidelity(
         with warnings.catch_warnings():  # many ties: scipy falls back to the asymptotic p-value
             warnings.filterwarnings("ignore", message="ks_2samp: Exact calculation unsuccessful")
             test = stats.ks_2samp(a, b)
-        chunks = np.array_split(w_boot, _chunks(w_boot, np.r_[ir, is_]))
+        chunks = np.array_split(w_boot, bootstrap_chunks(w_boot, np.r_[ir, is_]))
         boot = np.concatenate([weighted_ks(a, w[:, is_], b, w[:, ir]) for w in chunks])
         lo, hi = percentile_interval(boot)
         floor = weighted_ks(b, halves[:, ir], b, 1.0 - halves[:, ir])
