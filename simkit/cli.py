@@ -404,6 +404,15 @@ def _cmd_shadow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from simkit.demo import run_demo
+
+    result = run_demo(args.out, quick=args.quick, data=args.data, seed=args.seed)
+    print(f"report written to {result.report}  (open it in a browser)")
+    print(f"  time {result.seconds:.1f} s; not run: {', '.join(result.not_run) or 'nothing'}")
+    return 0
+
+
 def _seed(text: str) -> int:
     """argparse type of ``--seed``: a whole number >= 0 (numpy's seeds)."""
     try:
@@ -605,6 +614,13 @@ def _parser() -> argparse.ArgumentParser:
         help="override gates: min_ess_share, max_value_drop, min_agreement",
     )
     p.set_defaults(func=_cmd_shadow)
+
+    p = sub.add_parser("demo", help="fit, validate, train and compare agents on the sample logs")
+    p.add_argument("--out", default="simkit-demo", help="demo folder to write (simkit-demo)")
+    p.add_argument("--quick", action="store_true", help="a smoke run of every stage (~1 minute)")
+    p.add_argument("--data", help="folder of the sample logs (default: data_samples)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of every stage (0)")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 
