@@ -84,12 +84,11 @@ def _cmd_check_log(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from simkit.fitters import FitConfig, fit_simulator
-    from simkit.logs import LogSchema, read_logs, split_logs
-
     from simkit.artifacts import check_output_folder
     from simkit.errors import ConfigError
+    from simkit.fitters import FitConfig, fit_simulator
     from simkit.fitters.fit import check_fittable
+    from simkit.logs import LogSchema, read_logs, split_logs
 
     start = time.perf_counter()
     check_output_folder(args.out, overwrite=args.overwrite, kind="simulator")
@@ -222,11 +221,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     verb = "trained" if result.settings["learns"] else "ran (no learning)"
     print(f"{verb} {args.agent} for {args.steps:,} steps in {args.simulator}")
     if len(returns):
-        fifth = max(1, len(returns) // 5)
-        print(
-            f"  {len(returns):,} episodes; mean return {returns[:fifth].mean():.1f} in the first "
-            f"fifth, {returns[-fifth:].mean():.1f} in the last fifth"
-        )
+        print(f"  {result.settings['learning_summary']}")
     else:
         print("  no episode completed: raise --steps")
     print(f"  wrote {out / 'agent'}, {out / 'curve.csv'}, {out / 'curve.png'}, {out / 'run.json'}")
