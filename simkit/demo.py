@@ -562,6 +562,19 @@ def _fidelity_html(report: Any) -> str:
     return f"<div class='fidelity'>{inner}</div>"
 
 
+def _overlap(gain: Any) -> str:
+    """Why a Relative_Gain gate failed for lack of overlap, if it did."""
+    est = gain.policy
+    if est.enough_overlap:
+        return ""
+    return (
+        f" (its SNIPS estimate rests on an effective sample size of {est.ess:.0f} held-out "
+        f"requests against the {est.min_ess:.0f} the gate needs: with 1,000 settings about one "
+        "request in 1,000 matches the policy's choice, so the gate needs about 10^5 held-out "
+        "requests)"
+    )
+
+
 def _not_run(stages: _Stages, prefix: str) -> str:
     items = [(k, v) for k, v in stages.not_run.items() if k.startswith(prefix)]
     return "".join(
@@ -794,7 +807,7 @@ def _render(
             "</li>"
             f"<li>Relative_Gain over the logging policy by SNIPS on held-out users: "
             f"{g.value:+.3f} (95% CI [{g.ci_low:+.3f}, {g.ci_high:+.3f}]), gate "
-            f"{'passed' if g.passed else 'failed'}; diversity: {d.n_distinct} distinct "
+            f"{'passed' if g.passed else 'failed'}{_overlap(g)}; diversity: {d.n_distinct} distinct "
             f"settings, gate {'passed' if d.passed else 'failed'}.</li></ul>"
         )
     parts.append(_not_run(stages, "DRL-PUT") + "</section>")
