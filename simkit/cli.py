@@ -11,8 +11,12 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from simkit.errors import FidelityError, SimkitError
+
+if TYPE_CHECKING:
+    from simkit.logs import LogSchema
 
 __all__ = ["main"]
 
@@ -170,7 +174,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     gates = Gates(**overrides)
     simulator = Simulator.load(args.simulator)
-    holdout = read_logs(args.logs, items=args.items)
+    holdout = read_logs(args.logs, _schema(args), items=args.items)
     extra = None
     if args.agents:
         from simkit.agents.policy import load_agent_policies
@@ -242,7 +246,7 @@ def _train_from_logs(args: argparse.Namespace) -> int:
             "'simkit train SIM --agent reinforce --logs LOGS --steps UPDATES'; got --agent "
             f"{args.agent}" + ("" if args.logs else " without --logs") + "."
         )
-    logs = read_logs(args.logs, items=args.items)
+    logs = read_logs(args.logs, _schema(args), items=args.items)
     result = train_from_logs(
         args.simulator,
         logs,
@@ -284,7 +288,7 @@ def _cmd_trust(args: argparse.Namespace) -> int:
 
     sim = Simulator.load(args.simulator)
     (policy,) = load_agent_policies([args.run])
-    logs = read_logs(args.logs, items=args.items)
+    logs = read_logs(args.logs, _schema(args), items=args.items)
     report = trust_report(
         sim, policy, logs, rng=np.random.default_rng(args.seed), n_sessions=args.sessions
     )
@@ -332,7 +336,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from simkit.agents.train import trust_verdicts
         from simkit.logs import read_logs
 
-        logs = read_logs(args.logs, items=args.items)
+        logs = read_logs(args.logs, _schema(args), items=args.items)
         reports = trust_verdicts(
             args.simulator, args.agents, logs, rng=np.random.default_rng(args.seed)
         )
@@ -406,6 +410,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"report written to {result.report}  (open it in a browser)")
     print(f"  time {result.seconds:.1f} s; not run: {', '.join(result.not_run) or 'nothing'}")
     return 0
+
+
+def _schema(args: argparse.Namespace) -> LogSchema | None:
+    """The ``LogSchema`` of ``--schema`` (None without it)."""
+    from simkit.logs import LogSchema
+
+    return LogSchema.from_toml(args.schema) if getattr(args, "schema", None) else None
 
 
 def _seed(text: str) -> int:
@@ -492,6 +503,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder of a trained agent (simkit train --out)")
     p.add_argument("--logs", required=True, help="held-out logs (users the fit did not see)")
     p.add_argument("--items", help="item catalogue of the logs")
+    p.add_argument("--schema", help="TOML file mapping the logs' column names to simkit's")
     p.add_argument("--sessions", type=_positive, default=500, help="simulated sessions (500)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of users, runs and checks (0)")
     p.add_argument("--json", help="also write the figures to this JSON file")
@@ -501,6 +513,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("simulator", help="simulator folder written by 'simkit fit'")
     p.add_argument("--logs", required=True, help="held-out logs")
     p.add_argument("--items", help="item catalogue")
+    p.add_argument("--schema", help="TOML file mapping the logs' column names to simkit's")
     p.add_argument("--out", default="report.html", help="HTML report path (report.html)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the simulations and bootstraps")
     p.add_argument("--strict", action="store_true", help="exit 1 when a fidelity gate fails")
@@ -545,6 +558,7 @@ def _parser() -> argparse.ArgumentParser:
         "--steps counts updates); then evaluate in the simulator",
     )
     p.add_argument("--items", help="item catalogue of --logs")
+    p.add_argument("--schema", help="TOML file mapping the logs' column names to simkit's")
     p.add_argument(
         "--top-k", type=_positive, help="K of the top-K correction (default: the logs' slate size)"
     )
@@ -582,6 +596,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--logs", help="held-out logs: also print each agent's trust verdict")
     p.add_argument("--items", help="item catalogue of --logs")
+    p.add_argument("--schema", help="TOML file mapping the logs' column names to simkit's")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
 

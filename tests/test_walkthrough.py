@@ -109,11 +109,6 @@ def test_walkthrough_from_check_log_to_export(
     assert (policy / "SHA256SUMS").is_file()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simkit validate has no --schema option yet (nor trust, nor evaluate --logs): held-out "
-    "logs with the user's own column names cannot be read; issue 28 report proposes the option",
-)
 def test_walkthrough_validate_with_the_schema(
     own_logs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -126,30 +121,6 @@ def test_walkthrough_validate_with_the_schema(
     )
     assert code == 0, err
     assert report.is_file()
-
-
-@pytest.mark.slow
-def test_validate_with_canonical_held_out_logs(
-    own_logs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Until validate takes --schema: rename the held-out file to simkit's names, then validate."""
-    logs, items = own_logs / "logs", own_logs / "items.parquet"
-    sim = _fitted(own_logs, capsys)
-    back = {v: k for k, v in RENAME.items()}
-    frame = pd.concat([pd.read_parquet(p) for p in sorted(logs.glob("*.parquet"))])
-    frame.rename(columns=back).to_parquet(tmp_path / "canonical.parquet", index=False)
-    pd.read_parquet(items).rename(columns={"video": "item_id"}).to_parquet(
-        tmp_path / "items.parquet", index=False
-    )
-    report = tmp_path / "report.html"
-    code, out, err = _run(
-        ["validate", str(sim), "--logs", str(tmp_path / "canonical.parquet")]
-        + ["--items", str(tmp_path / "items.parquet"), "--sessions", "100", "--quiet"]
-        + ["--out", str(report)],
-        capsys,
-    )
-    assert code == 0, err
-    assert "gates passed" in out and report.is_file()
 
 
 def test_bad_column_mapping_gives_the_documented_message(
