@@ -2,7 +2,7 @@
 
 The world exists so that every other part of simkit can be checked against the truth: the
 fitters' recovery of the click model, the simulator's value of a policy, the off-policy estimators.
-Its dynamics are written in terms simkit's state can express (DESIGN.md, "Synthetic ground truth"):
+Its dynamics are written in terms simkit's state can express:
 
 * users have a latent interest vector ``u`` (never logged); items have an embedding ``v`` that the
   catalogue's ``item_f*`` features record, a quality, a duration and a clickbait flag;

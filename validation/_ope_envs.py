@@ -1,6 +1,6 @@
 """Small problems with exact policy values, for testing the off-policy estimators.
 
-These mirror the shared test environments of AGENTS.md §7 (``LinearBanditEnv``, ``SlateAdditiveEnv``,
+These mirror the agents' test environments (:mod:`simkit.agents.testenvs`) (``LinearBanditEnv``, ``SlateAdditiveEnv``,
 ``CascadeEnv``, ``ClickbaitSessionEnv``) in the form the estimator tests need: vectorised samplers
 that draw many independent logs at once (replications on a leading axis), and exact values by
 enumeration or dynamic programming. They are not Gymnasium environments; contexts come from a finite
@@ -248,7 +248,7 @@ class SessionLogs:
 
 @dataclass(frozen=True, kw_only=True)
 class ClickbaitSessionProblem:
-    """Patience-driven sessions (AGENTS.md §3.6): clickbait vs quality items.
+    """Patience-driven sessions: clickbait vs quality items.
 
     Patience starts at ``start`` in 0..``max_patience``; clicking a clickbait item changes it by -2,
     a quality item by +1, a skip by -1 (clipped to the range). The session terminates at patience

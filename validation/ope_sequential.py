@@ -1,6 +1,6 @@
 """Off-policy estimators for sessions: trajectory IS, per-decision IS, weighted PDIS, step-wise DR.
 
-Inputs are flat per-step arrays, one entry per logged decision (AGENTS.md §0.2), with a
+Inputs are flat per-step arrays, one entry per logged decision, with a
 ``session_id`` per row and optionally a ``step`` giving the order inside the session (default: the
 order of the rows). Inside the estimators each session becomes a row of (n_sessions, horizon)
 arrays; after a session ends its per-step weight is 1 and its reward 0, so the cumulative weights of

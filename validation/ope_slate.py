@@ -1,7 +1,7 @@
 """Off-policy estimators for slates: SIPS, IIPS, RIPS, PI and its control-variate variants.
 
 A slate s = (a_1, ..., a_L) is shown per row; ``slot_reward`` (n, L) holds the reward at each
-position and R = sum_k r_k. Propensities come in the three forms AGENTS.md §0.2 logs:
+position and R = sum_k r_k. Propensities come in the three forms agents log (:class:`simkit.agents.base.DecisionLog`):
 
 - joint slate probabilities pi(s|x), pi0(s|x), shape (n,): :func:`sips`;
 - per-slot marginals pi_k(a_k|x), pi0_k(a_k|x), shape (n, L): :func:`iips` and the pseudo-inverse

@@ -47,8 +47,8 @@ from simkit.replay import (
 from simkit.session import Streams, step
 from simkit.simulator import Simulator
 from simkit.state import SessionState, initial_state
-from simkit.validation.fidelity import bootstrap_chunks
 from simkit.validation.fidelity import (
+    bootstrap_chunks,
     half_splits,
     percentile_interval,
     session_weights,

@@ -3,7 +3,7 @@
 Observations are dicts with ``obs["user"]`` (shape ``(d_u,)``) and ``obs["candidates"]`` (shape
 ``(K, d_c)``, one row per candidate item), the layout of simkit's session env; actions index the
 candidate rows. Every agent records the probability it gave to what it showed in
-``last_propensity`` (AGENTS.md section 0.2): deterministic agents give 1/#ties on their argmax set.
+``last_propensity``: deterministic agents give 1/#ties on their argmax set.
 
 Agents save as a folder: ``manifest.json`` (format version, agent class, config, sha256 of the
 arrays, sealed by an integrity record) and ``arrays.npz``. Loading checks the seal, the version,
@@ -150,7 +150,7 @@ def draw_from(proba: NDArray[np.float64], rng: np.random.Generator) -> int:
 
 @dataclass(frozen=True, kw_only=True)
 class DecisionLog:
-    """Logged decisions, one row per shown item (AGENTS.md section 0.2).
+    """Logged decisions, one row per shown item.
 
     Parameters
     ----------

@@ -18,8 +18,7 @@ Both rank the K candidates of an observation by a score and show the best one (o
 
 Being deterministic they log propensity ``1/#ties`` (per shown item for a slate: one over the size
 of its tie group). With ``epsilon_mix=eps`` a single-item agent shows a uniform candidate with
-probability ``eps`` and logs ``(1 - eps) 1[a in argmax] / #ties + eps / K`` (AGENTS.md section
-0.2: a loggable stochastic version for off-policy evaluation).
+probability ``eps`` and logs ``(1 - eps) 1[a in argmax] / #ties + eps / K``.
 """
 
 from __future__ import annotations

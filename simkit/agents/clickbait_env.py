@@ -190,7 +190,7 @@ class _ExactMixin:
 
 
 class ClickbaitSessionEnv(_ExactMixin, gym.Env[dict[str, Any], Any]):
-    """One clickbait-vs-quality session per episode (AGENTS.md section 7.3 setting).
+    """One clickbait-vs-quality session per episode.
 
     Parameters
     ----------

@@ -6,7 +6,7 @@ disjoint arms the sampled scores are independent normals ``N(theta_a^T x, v^2 x^
 (the same distribution as sampling each ``theta_a``); the joint model samples ``theta`` through a
 Cholesky factor of ``A^-1``, recomputed only when the statistics are published.
 
-The posterior scale ``v`` defaults to 0.3 (AGENTS.md section 1.4): OBP and Pearl use 1, which
+The posterior scale ``v`` defaults to 0.3: OBP and Pearl use 1, which
 over-explores badly when the reward noise is small.
 
 The probability of the shown candidate under a fresh posterior draw per decision has no closed
@@ -54,7 +54,7 @@ F64 = NDArray[np.float64]
 
 @dataclass(frozen=True, kw_only=True)
 class LinTSConfig:
-    """Settings of :class:`LinTS` (AGENTS.md section 1.4).
+    """Settings of :class:`LinTS`.
 
     Parameters
     ----------

@@ -279,7 +279,7 @@ def check_linear_config(cfg: Any) -> list[str]:
 
 @dataclass(frozen=True, kw_only=True)
 class LinUCBConfig:
-    """Settings of :class:`LinUCB` (AGENTS.md section 1.4).
+    """Settings of :class:`LinUCB`.
 
     Parameters
     ----------

@@ -112,7 +112,7 @@ def importance_weights(
 
 @dataclass(frozen=True, kw_only=True)
 class REINFORCEConfig:
-    """Settings of :class:`REINFORCE` (AGENTS.md section 2.3).
+    """Settings of :class:`REINFORCE`.
 
     Parameters
     ----------

@@ -6,7 +6,7 @@ stateless: each episode is one decision (``terminated=True`` after one step). Th
 per-round draws. Features are rounded to float32 before use, so the float32 observation carries the
 exact values the rewards are computed from and ``expected_reward(obs, action)`` is exact.
 
-- :class:`LinearBanditEnv` (AGENTS.md sections 1.5 and 7.1): linear rewards, disjoint arms or one
+- :class:`LinearBanditEnv`: linear rewards, disjoint arms or one
   shared parameter over changing candidate sets, Gaussian or Bernoulli noise.
 - :class:`StatelessItemEnv` (section 2.5 T1): 10 items with fixed rewards (10, 9, 1, ..., 1), the
   simulation of Chen et al. (2019), with uniform logging and the exact top-K set objective.
@@ -48,7 +48,7 @@ def _f32(x: F64) -> F64:
 
 
 class LinearBanditEnv(gym.Env):
-    """Contextual linear bandit with an exact oracle (AGENTS.md section 1.5).
+    """Contextual linear bandit with an exact oracle.
 
     ``model="disjoint"``: ``n_arms`` arms with parameters ``theta_a ~ N(0, I/dim)``; the user
     vector is a context ``x`` uniform on the unit sphere and the candidates are the one-hot rows of
@@ -306,7 +306,7 @@ class StatelessItemEnv(gym.Env):
 
 
 class SlateMNLEnv(gym.Env):
-    """Slates of items under a multinomial-logit click model (AGENTS.md sections 2.5 T2, 7.2).
+    """Slates of items under a multinomial-logit click model.
 
     Items have embeddings ``v_i ~ N(0, I_dim)`` and biases ``b_i ~ N(0, bias_std^2)``; each episode
     draws a user ``u ~ N(0, I_dim)``. Item ``i`` has attractiveness
