@@ -106,9 +106,9 @@ def fit_ensemble(
             counts = np.bincount(member_rng.integers(n_users, size=n_users), minlength=n_users)
             seeds = member_rng.integers(2**31 - 1, size=3)
             take = np.repeat(np.arange(len(user_of_row)), counts[user_of_row])
-            # a user drawn twice is two users: their copies get their own session groups
-            copy = _copy_index(counts, user_of_row)
-            groups = sessions[take] * (int(counts.max()) + 1) + copy
+            # early stopping holds out whole sessions with every copy of them: a copy on each
+            # side would leak the training rows into the validation rows (no member would stop)
+            groups = sessions[take]
             click = ClickModel(**config.model_kwargs(int(seeds[0]), len(take))).fit(
                 rows.x_click[take],
                 rows.clicked[take],
@@ -131,8 +131,7 @@ def fit_ensemble(
                 watches.append(watch.to_runtime())
             if sim.cont is not None:
                 st = np.repeat(np.arange(len(user_of_step)), counts[user_of_step])
-                scopy = _copy_index(counts, user_of_step)
-                sgroups = rows.session_of_step[st] * (int(counts.max()) + 1) + scopy
+                sgroups = rows.session_of_step[st]
                 cont = ContinuationModel(**config.model_kwargs(int(seeds[2]), len(st))).fit(
                     rows.x_continue[st],
                     rows.continued[st],
@@ -147,17 +146,3 @@ def fit_ensemble(
     if conts:
         sim.extras["continue_members"] = tuple(conts)
     sim.config["ensemble_members"] = int(n_members)
-
-
-def _copy_index(counts: NDArray[np.int64], owner: NDArray[np.int64]) -> NDArray[np.int64]:
-    """For rows repeated ``counts[owner]`` times (``np.repeat`` order), the copy number of each.
-
-    Examples
-    --------
-    >>> _copy_index(np.array([2, 0, 1]), np.array([0, 0, 2])).tolist()
-    [0, 1, 0, 1, 0]
-    """
-    reps = counts[owner]
-    total = int(reps.sum())
-    starts = np.repeat(np.cumsum(reps) - reps, reps)
-    return np.arange(total, dtype=np.int64) - starts
