@@ -69,7 +69,16 @@ def test_members_round_trip_and_accessor(setup, tmp_path) -> None:
     assert m1.shape == (6, 4) and (s1 > 0).all()
 
 
-def test_spread_larger_on_rare_items_and_states(setup) -> None:
+@pytest.mark.xfail(
+    strict=True,
+    reason="members early-stopped on whole held-out sessions barely spread more on rare items. "
+    "Measured: relative spread 0.143 on the 20 least shown items against 0.139 on the 20 most "
+    "shown (0.149 vs 0.136 on the 8 items shown under 20 times; absolute spread 2.51 vs 3.90). "
+    "The 0.190 vs 0.155 measured before came from members whose early-stopping rows held copies "
+    "of their training users, so they never stopped (in a default fit of 40k rows: 2,000 trees against the fit's 154). Item "
+    "rarity is judged by the coverage's item support (the planted-error test).",
+)
+def test_spread_larger_on_rare_items(setup) -> None:
     _, sim, _ = setup
     users = sim.sample_users(200, rng=np.random.default_rng(0))
     state = sim.initial_state(users)
@@ -86,11 +95,11 @@ def test_spread_larger_on_rare_items_and_states(setup) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="bootstrap members of tree models do not spread on rare states. Measured: relative "
-    "spread 0.129 on interest scaled x4 against 0.155 on logged users (the trees are constant "
+    "spread 0.134 on interest scaled x4 against 0.139 on logged users (the trees are constant "
     "beyond their last split, so every member repeats its edge leaf there); on the 10% of 3,000 "
-    "logged users' start states least dense under the user mixture 0.170 against 0.160 on the "
-    "densest half (+6%, inside resampling noise). State rarity is judged by the coverage's state "
-    "support instead (test_state_support_marks_far_states).",
+    "logged users' start states least dense under the user mixture 0.142 against 0.144 on the "
+    "densest half. State rarity is judged by the coverage's state support instead "
+    "(test_state_support_marks_far_states).",
 )
 def test_spread_larger_on_rare_states(setup) -> None:
     _, sim, _ = setup
