@@ -99,3 +99,24 @@ def report(name: str, r: dict[str, float], n_episodes: int) -> str:
             f"{r[f'diff_{base}_high']:.1f}])"
         )
     return "\n".join(lines)
+
+
+def save_and_evaluate(model: Any, name: str, args: Any) -> dict[str, float]:
+    """Save a trained SB3 ``model`` under ``args.out``, evaluate it greedily on seeded episodes
+    beside the random and popular baselines, print the comparison and return it."""
+    from pathlib import Path
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "policy")
+    env = make_env(args.simulator)
+
+    def pick(obs: np.ndarray, scored: Any) -> int:
+        action, _ = model.predict(obs, deterministic=True)
+        return int(scored.choose(action)[0])
+
+    agent = episode_returns(env, pick, args.eval_episodes, seed=10_000)
+    result = compare(agent, baselines(env, args.eval_episodes, seed=10_000))
+    print(report(name, result, args.eval_episodes))
+    print(f"policy saved to {out}/")
+    return result

@@ -19,10 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import baselines, compare, episode_returns, make_env, report  # noqa: E402
+from _common import make_env, save_and_evaluate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -57,21 +55,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         verbose=0,
     )
     model.learn(total_timesteps=args.timesteps)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "policy")
-
-    env = make_env(args.simulator)
-
-    def pick(obs: np.ndarray, scored: object) -> int:
-        action, _ = model.predict(obs, deterministic=True)
-        return scored.choose(action)[0]  # type: ignore[attr-defined]
-
-    agent = episode_returns(env, pick, args.eval_episodes, seed=10_000)
-    result = compare(agent, baselines(env, args.eval_episodes, seed=10_000))
-    print(report("PPO", result, args.eval_episodes))
-    print(f"policy saved to {out}/")
-    return result
+    return save_and_evaluate(model, "PPO", args)
 
 
 if __name__ == "__main__":
